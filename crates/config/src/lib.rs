@@ -1,0 +1,126 @@
+//! medseg-config: the experiment config file (TOML) that every `--config` command reads.
+//!
+//! One [`ExperimentConfig`] holds one section per pipeline stage; each section lives in its own
+//! module and documents its keys and defaults. Unknown or misspelt keys are errors that name the
+//! key and the file (`deny_unknown_fields` on every section). `--set section.key=value`
+//! overrides are applied to the TOML document before it is deserialized, so an override is
+//! validated exactly like a key written in the file. Relative paths are resolved against the
+//! folder of the config file by [`ExperimentConfig::resolve_path`].
+
+mod data;
+mod error;
+mod inference;
+mod loss;
+mod model;
+mod overrides;
+mod postprocess;
+mod preprocess;
+mod train;
+
+pub use data::{DataConfig, FoldSelection};
+pub use error::ConfigError;
+pub use inference::InferenceConfig;
+pub use loss::LossConfig;
+pub use model::{BottleneckKind, ModelConfig, NormKind};
+pub use overrides::apply_override;
+pub use postprocess::PostprocessConfig;
+pub use preprocess::PreprocessConfig;
+pub use train::{OptimizerKind, ScheduleKind, TrainConfig};
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The whole experiment: what `configs/*.toml` contain.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentConfig {
+    /// Where the dataset is and how it is split.
+    pub data: DataConfig,
+    #[serde(default)]
+    pub preprocess: PreprocessConfig,
+    #[serde(default)]
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub loss: LossConfig,
+    #[serde(default)]
+    pub train: TrainConfig,
+    #[serde(default)]
+    pub inference: InferenceConfig,
+    #[serde(default)]
+    pub postprocess: PostprocessConfig,
+    /// Folder of the config file; relative paths are resolved against it. Not part of the file.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+impl ExperimentConfig {
+    /// Reads `path`, applies each `section.key=value` override in order, and deserializes.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::from_toml_str(&text, overrides, path, base_dir)
+    }
+
+    /// Parses a config from text. `origin` only names the source in errors.
+    pub fn from_toml_str(
+        text: &str,
+        overrides: &[String],
+        origin: &Path,
+        base_dir: PathBuf,
+    ) -> Result<Self, ConfigError> {
+        let mut doc: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_path_buf(),
+            message: one_line(&e.to_string()),
+        })?;
+        for o in overrides {
+            apply_override(&mut doc, o)?;
+        }
+        let mut cfg: ExperimentConfig =
+            toml::Value::Table(doc)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    path: origin.to_path_buf(),
+                    message: one_line(&e.to_string()),
+                })?;
+        cfg.base_dir = base_dir;
+        Ok(cfg)
+    }
+
+    /// A path from the config, made absolute against the config file's folder.
+    pub fn resolve_path(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    /// The dataset folder (the one holding `dataset.json`).
+    pub fn dataset_dir(&self) -> PathBuf {
+        self.resolve_path(&self.data.dataset)
+    }
+
+    /// The run directory (`[train] output`).
+    pub fn output_dir(&self) -> PathBuf {
+        self.resolve_path(&self.train.output)
+    }
+
+    /// The resolved config as TOML text (what a run directory stores as `config.toml`).
+    pub fn to_toml_string(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// toml's messages span several lines (source excerpt); errors here are one line.
+fn one_line(s: &str) -> String {
+    s.split('\n')
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with('|') && !l.chars().all(|c| c == '^' || c == ' ')
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}

@@ -1,0 +1,63 @@
+//! medseg-volume: the ground floor of medseg.
+//!
+//! * [`Volume`]: an `ndarray::Array3` in C layout indexed `[k, j, i]` (slowest to fastest = the
+//!   file's voxel order) plus its [`Geometry`] (spacing, origin, direction, voxel-to-world affine
+//!   in RAS+ world space). [`MultiChannel`] stacks channels on one geometry.
+//! * NIfTI-1 and NIfTI-2 reading ([`read_nifti`], [`read_volume`], [`read_labels`]) with
+//!   nibabel's rules for scaling and the affine, and writing ([`write_volume`],
+//!   [`write_channels`]) that preserves a reference header's geometry exactly. Bad files give a
+//!   [`VolumeError`] that names the file; nothing panics on user input.
+//! * PNG slices ([`png`]), the MSD / nnU-Net dataset layout ([`dataset`]) and deterministic
+//!   synthetic phantoms ([`synth`]).
+
+pub mod dataset;
+mod error;
+mod geometry;
+mod header;
+mod nifti_io;
+pub mod png;
+pub mod synth;
+mod volume;
+
+pub use error::VolumeError;
+pub use geometry::Geometry;
+pub use header::{DataType, Header, NiftiFormat};
+pub use nifti_io::{
+    NiftiImage, NiftiScalar, WriteOptions, read_channels, read_header, read_labels, read_nifti,
+    read_nifti_f64, read_volume, write_channels, write_volume,
+};
+pub use volume::{MultiChannel, Volume};
+
+/// Writes `bytes` to `path` through a temporary file in the same folder, then renames it into
+/// place, so a crash never leaves a half-written output.
+pub fn write_atomically(
+    path: &std::path::Path,
+    write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
+) -> Result<(), VolumeError> {
+    use std::io::Write;
+    let io_err = |source| VolumeError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let file = std::fs::File::create(&tmp)?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+        write(&mut w)?;
+        w.flush()?;
+        w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(io_err)
+}
