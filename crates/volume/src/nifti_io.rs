@@ -61,7 +61,7 @@ pub fn read_nifti_f64(path: &Path) -> Result<(Header, ArrayD<f64>), VolumeError>
 }
 
 fn read_nifti_as<T: DecodeTarget>(path: &Path) -> Result<(Header, ArrayD<T>), VolumeError> {
-    let (bytes, compressed_len) = read_maybe_gz(path, None)?;
+    let (bytes, compressed_len, gz) = read_maybe_gz(path, None)?;
     let header = parse_header(path, &bytes)?;
     let expected = data_bytes(path, &header)?;
     let shape = array_shape(&header);
@@ -69,18 +69,21 @@ fn read_nifti_as<T: DecodeTarget>(path: &Path) -> Result<(Header, ArrayD<T>), Vo
     let data = if is_pair {
         let img = pair_image_path(path)?;
         let limit = Some(expected);
-        let (img_bytes, img_compressed) = read_maybe_gz(&img, limit)?;
-        check_ratio(&img, expected, img_compressed)?;
+        let (img_bytes, img_compressed, img_gz) = read_maybe_gz(&img, limit)?;
+        if img_gz {
+            check_ratio(&img, expected, img_compressed)?;
+        }
         let offset = header.vox_offset.max(0.0) as u64;
         let body = slice_data(&img, &img_bytes, offset, expected)?;
         decode::<T>(&header, body, &shape)
     } else {
-        check_ratio(
-            path,
-            expected + header.vox_offset.max(0.0) as u64,
-            compressed_len,
-        )?;
-        let offset = header.vox_offset as u64;
+        // A single file's data cannot start inside its header: nibabel treats such a
+        // vox_offset (often 0) as the minimum, 352 (NIfTI-1) or 544 (NIfTI-2).
+        let min_offset = if header.format == NiftiFormat::Nifti1 { 352.0 } else { 544.0 };
+        let offset = header.vox_offset.max(min_offset) as u64;
+        if gz {
+            check_ratio(path, expected + offset, compressed_len)?;
+        }
         let body = slice_data(path, &bytes, offset, expected)?;
         decode::<T>(&header, body, &shape)
     };
@@ -212,8 +215,9 @@ fn pair_image_path(hdr: &Path) -> Result<PathBuf, VolumeError> {
 }
 
 /// Reads a whole file, decompressing it when it starts with the gzip magic. `limit` caps the
-/// decompressed size (the rest is not needed). Returns the bytes and the on-disk length.
-fn read_maybe_gz(path: &Path, limit: Option<u64>) -> Result<(Vec<u8>, u64), VolumeError> {
+/// decompressed size (the rest is not needed). Returns the bytes, the on-disk length and
+/// whether it was gzip.
+fn read_maybe_gz(path: &Path, limit: Option<u64>) -> Result<(Vec<u8>, u64, bool), VolumeError> {
     let raw = std::fs::read(path).map_err(|e| VolumeError::io(path, e))?;
     let disk_len = raw.len() as u64;
     if raw.len() >= 2 && raw[0] == 0x1f && raw[1] == 0x8b {
@@ -237,9 +241,9 @@ fn read_maybe_gz(path: &Path, limit: Option<u64>) -> Result<(Vec<u8>, u64), Volu
             }
             // A damaged tail: keep what was decompressed; the size check reports truncation.
         }
-        Ok((out, disk_len))
+        Ok((out, disk_len, true))
     } else {
-        Ok((raw, disk_len))
+        Ok((raw, disk_len, false))
     }
 }
 
