@@ -1,0 +1,12 @@
+mod error;
+pub mod crop;
+pub mod normalize;
+pub mod orientation;
+pub mod resample;
+mod stats;
+pub use crop::{BoundingBox, crop_to_nonzero, nonzero_mask, pad_to_shape, uncrop};
+pub use error::PreprocessError;
+pub use normalize::{Normalization, normalize};
+pub use orientation::Reorientation;
+pub use resample::{Boundary, Grid, Interpolation, LabelInterpolation, ResampleOptions, resample, resample_labels, resize, separate_z_axis};
+pub use stats::percentile;
