@@ -1,0 +1,159 @@
+//! `medseg inspect --config` and `medseg bench train-step`: the network a config describes,
+//! and how fast one training step runs.
+
+use anyhow::{Context, Result, bail};
+use medseg_config::ExperimentConfig;
+use medseg_model::bench::{BenchOptions, run_train_step};
+use medseg_model::{NetworkReport, UNetConfig};
+use std::path::PathBuf;
+
+/// Show the network a config describes: per-stage feature-map shapes for the configured patch
+/// size, parameter count, receptive field and an estimate of training memory per batch.
+#[derive(clap::Args, Debug, Clone)]
+pub struct InspectConfigArgs {
+    /// Experiment config (TOML). Reads `[model]`, `[train] patch_size` and `batch_size`.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Override a config key, e.g. `--set train.patch_size=[96,96,96]` (repeatable).
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Patch size when `[train] patch_size` is not set (the plan normally decides it).
+const DEFAULT_PATCH_3D: [usize; 3] = [128, 128, 128];
+const DEFAULT_PATCH_2D: [usize; 2] = [512, 512];
+
+/// Runs `inspect --config`. An invalid patch size is an error whose message names the nearest
+/// valid sizes (the binary exits 1).
+pub fn run_inspect_config(args: &InspectConfigArgs) -> Result<()> {
+    let cfg = ExperimentConfig::load(&args.config, &args.set)?;
+    let mut notes = Vec::new();
+    let (mut in_channels, mut classes) = (cfg.model.in_channels, cfg.model.num_classes);
+    if in_channels.is_none() || classes.is_none() {
+        let dir = cfg.dataset_dir();
+        if dir.join("dataset.json").is_file() {
+            let ds = medseg_volume::dataset::Dataset::open(&dir)
+                .with_context(|| format!("reading {} for the channel and class counts", dir.display()))?;
+            in_channels = in_channels.or(Some(ds.channel_names.len().max(1)));
+            classes = classes.or(Some(ds.labels.len()));
+        } else {
+            notes.push(format!(
+                "no dataset.json in {}: assuming {} input channel(s) and {} classes (set model.in_channels / model.num_classes)",
+                dir.display(),
+                in_channels.unwrap_or(1),
+                classes.unwrap_or(2)
+            ));
+        }
+    }
+    let in_channels = in_channels.unwrap_or(1);
+    let classes = classes.unwrap_or(2);
+    let patch = match &cfg.train.patch_size {
+        Some(p) => p.clone(),
+        None => {
+            let p = if cfg.model.dims == 2 { DEFAULT_PATCH_2D.to_vec() } else { DEFAULT_PATCH_3D.to_vec() };
+            notes.push(format!("train.patch_size not set: using {p:?}"));
+            p
+        }
+    };
+    let batch = cfg.train.batch_size.unwrap_or(2);
+    let net = UNetConfig::from_model_config(&cfg.model, in_channels, classes, &patch)?;
+    let report = NetworkReport::new(&net, batch)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+        for n in &notes {
+            eprintln!("note: {n}");
+        }
+    } else {
+        print!("{}", report.to_text());
+        for n in &notes {
+            println!("note: {n}");
+        }
+    }
+    Ok(())
+}
+
+/// Benchmarks.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub what: BenchWhat,
+}
+
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum BenchWhat {
+    /// Time one training step (forward + Dice+CE + backward + Adam) and a forward pass on random
+    /// data; medians after one warm-up step. Plain UNet (no deep supervision), 1 input channel,
+    /// 2 classes, instance norm, strided-conv downsampling, CPU (flex backend).
+    TrainStep(TrainStepArgs),
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct TrainStepArgs {
+    /// 2 or 3 spatial dimensions.
+    #[arg(long, default_value_t = 3)]
+    pub dims: usize,
+    /// Patch size per axis (must be divisible by 2^(stages-1)).
+    #[arg(long, default_value_t = 64)]
+    pub patch: usize,
+    /// Patches per batch.
+    #[arg(long, default_value_t = 2)]
+    pub batch: usize,
+    /// Features per stage, comma-separated.
+    #[arg(long, default_value = "8,16,32,64", value_delimiter = ',')]
+    pub features: Vec<usize>,
+    /// Timed steps (after one warm-up step).
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    /// Network variant: conv | residual | attention | dilated | transformer | maxpool.
+    #[arg(long, default_value = "conv")]
+    pub variant: String,
+    /// Print `{"train_step_ms", "forward_ms", "peak_rss_mb", ...}` as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `bench ...`.
+pub fn run_bench(args: &BenchArgs) -> Result<()> {
+    match &args.what {
+        BenchWhat::TrainStep(a) => run_train_step_bench(a),
+    }
+}
+
+fn run_train_step_bench(a: &TrainStepArgs) -> Result<()> {
+    use medseg_config::{BottleneckKind, ModelConfig};
+    if a.dims != 2 && a.dims != 3 {
+        bail!("--dims must be 2 or 3, got {}", a.dims);
+    }
+    let base = ModelConfig { deep_supervision: false, ..ModelConfig::default() };
+    let model = match a.variant.as_str() {
+        "conv" | "plain" => base,
+        "residual" => ModelConfig { residual: true, ..base },
+        "attention" => ModelConfig { attention_gates: true, ..base },
+        "dilated" => ModelConfig { bottleneck: BottleneckKind::Dilated, ..base },
+        "transformer" => ModelConfig { bottleneck: BottleneckKind::Transformer, ..base },
+        "maxpool" => ModelConfig { downsample: "maxpool".into(), ..base },
+        other => bail!("unknown --variant {other:?} (conv, residual, attention, dilated, transformer, maxpool)"),
+    };
+    let opts = BenchOptions {
+        dims: a.dims,
+        patch: a.patch,
+        batch: a.batch,
+        features: a.features.clone(),
+        steps: a.steps,
+        model,
+        ..BenchOptions::default()
+    };
+    let r = run_train_step(&opts)?;
+    if a.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!(
+            "{}D train step {:?} features {:?} ({} parameters, variant {}): {:.1} ms; forward {:.1} ms; peak RSS {:.0} MB",
+            a.dims, r.input_shape, r.features, r.parameters, a.variant, r.train_step_ms, r.forward_ms, r.peak_rss_mb
+        );
+    }
+    Ok(())
+}
