@@ -265,9 +265,17 @@ impl Header {
     /// 180° rotations that way, and recovering `a` by a square root would add ~1e-4 of noise.
     pub fn qform(&self) -> [[f64; 4]; 4] {
         let [b, c, d] = self.quatern;
-        let eps = if self.format == NiftiFormat::Nifti1 { f32::EPSILON as f64 } else { f64::EPSILON };
+        let eps = if self.format == NiftiFormat::Nifti1 {
+            f32::EPSILON as f64
+        } else {
+            f64::EPSILON
+        };
         let w2 = 1.0 - (b * b + c * c + d * d);
-        let a = if w2.abs() < 3.0 * eps || w2 < 0.0 { 0.0 } else { w2.sqrt() };
+        let a = if w2.abs() < 3.0 * eps || w2 < 0.0 {
+            0.0
+        } else {
+            w2.sqrt()
+        };
         let r = quaternion_to_rotation([a, b, c, d]);
         let mut zooms = [self.pixdim[1], self.pixdim[2], self.pixdim[3]];
         // nibabel fixes a qfac that is neither 1 nor -1 to 1.

@@ -79,7 +79,11 @@ fn read_nifti_as<T: DecodeTarget>(path: &Path) -> Result<(Header, ArrayD<T>), Vo
     } else {
         // A single file's data cannot start inside its header: nibabel treats such a
         // vox_offset (often 0) as the minimum, 352 (NIfTI-1) or 544 (NIfTI-2).
-        let min_offset = if header.format == NiftiFormat::Nifti1 { 352.0 } else { 544.0 };
+        let min_offset = if header.format == NiftiFormat::Nifti1 {
+            352.0
+        } else {
+            544.0
+        };
         let offset = header.vox_offset.max(min_offset) as u64;
         if gz {
             check_ratio(path, expected + offset, compressed_len)?;

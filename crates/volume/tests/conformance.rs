@@ -1,7 +1,7 @@
 //! Every file of the NIfTI conformance set (tests/fixtures/nifti-conformance) read by medseg
 //! must agree with what nibabel 5.4.2 read from it (the JSON next to each file).
 
-use medseg_volume::{read_header, read_nifti, read_nifti_f64, read_volume, NiftiFormat};
+use medseg_volume::{NiftiFormat, read_header, read_nifti, read_nifti_f64, read_volume};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -19,7 +19,8 @@ fn files() -> Vec<(PathBuf, Value)> {
             continue;
         }
         let json: Value =
-            serde_json::from_str(&std::fs::read_to_string(format!("{name}.json")).unwrap()).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(format!("{name}.json")).unwrap())
+                .unwrap();
         out.push((p, json));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -36,26 +37,62 @@ fn header_fields_match_nibabel() {
     for (path, j) in files() {
         let h = read_header(&path).unwrap_or_else(|e| panic!("{e}"));
         let name = path.display();
-        let shape: Vec<usize> = j["shape"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+        let shape: Vec<usize> = j["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect();
         assert_eq!(h.shape(), shape, "{name}: shape");
-        assert_eq!(h.datatype.name(), j["dtype"].as_str().unwrap(), "{name}: dtype");
+        assert_eq!(
+            h.datatype.name(),
+            j["dtype"].as_str().unwrap(),
+            "{name}: dtype"
+        );
         let v = j["nifti_version"].as_u64().unwrap();
-        assert_eq!(h.format, if v == 2 { NiftiFormat::Nifti2 } else { NiftiFormat::Nifti1 }, "{name}");
+        assert_eq!(
+            h.format,
+            if v == 2 {
+                NiftiFormat::Nifti2
+            } else {
+                NiftiFormat::Nifti1
+            },
+            "{name}"
+        );
         assert_eq!(h.big_endian, j["byte_order"] == "big", "{name}: byte order");
-        assert_eq!(h.qform_code as i64, j["qform_code"].as_i64().unwrap(), "{name}");
-        assert_eq!(h.sform_code as i64, j["sform_code"].as_i64().unwrap(), "{name}");
-        for (key, m) in [("affine", h.affine()), ("qform", h.qform()), ("sform", h.sform())] {
+        assert_eq!(
+            h.qform_code as i64,
+            j["qform_code"].as_i64().unwrap(),
+            "{name}"
+        );
+        assert_eq!(
+            h.sform_code as i64,
+            j["sform_code"].as_i64().unwrap(),
+            "{name}"
+        );
+        for (key, m) in [
+            ("affine", h.affine()),
+            ("qform", h.qform()),
+            ("sform", h.sform()),
+        ] {
             let exp = j[key].as_array().unwrap();
             for r in 0..4 {
                 for c in 0..4 {
                     let e = exp[r][c].as_f64().unwrap();
-                    assert!((m[r][c] - e).abs() < 1e-5, "{name}: {key}[{r}][{c}] = {} vs nibabel {e}", m[r][c]);
+                    assert!(
+                        (m[r][c] - e).abs() < 1e-5,
+                        "{name}: {key}[{r}][{c}] = {} vs nibabel {e}",
+                        m[r][c]
+                    );
                 }
             }
         }
         let pix = j["pixdim"].as_array().unwrap();
         for a in 1..4 {
-            assert!((h.pixdim[a] - pix[a].as_f64().unwrap()).abs() < 1e-6, "{name}: pixdim");
+            assert!(
+                (h.pixdim[a] - pix[a].as_f64().unwrap()).abs() < 1e-6,
+                "{name}: pixdim"
+            );
         }
     }
 }
@@ -74,15 +111,35 @@ fn scaled_data_matches_nibabel() {
             nz += (v != 0.0) as u64;
         }
         let mean = sum / data.len() as f64;
-        assert!(rel_close(sum, stats["sum"].as_f64().unwrap(), 1e-6), "{name}: sum {sum} vs {}", stats["sum"]);
-        assert!(rel_close(min, stats["min"].as_f64().unwrap(), 1e-6), "{name}: min {min} vs {}", stats["min"]);
-        assert!(rel_close(max, stats["max"].as_f64().unwrap(), 1e-6), "{name}: max {max} vs {}", stats["max"]);
-        assert!(rel_close(mean, stats["mean"].as_f64().unwrap(), 1e-6), "{name}: mean");
+        assert!(
+            rel_close(sum, stats["sum"].as_f64().unwrap(), 1e-6),
+            "{name}: sum {sum} vs {}",
+            stats["sum"]
+        );
+        assert!(
+            rel_close(min, stats["min"].as_f64().unwrap(), 1e-6),
+            "{name}: min {min} vs {}",
+            stats["min"]
+        );
+        assert!(
+            rel_close(max, stats["max"].as_f64().unwrap(), 1e-6),
+            "{name}: max {max} vs {}",
+            stats["max"]
+        );
+        assert!(
+            rel_close(mean, stats["mean"].as_f64().unwrap(), 1e-6),
+            "{name}: mean"
+        );
         assert_eq!(nz, stats["nonzero"].as_u64().unwrap(), "{name}: nonzero");
         // Samples are indexed in NIfTI order (i fastest); our array is the reverse.
         let shape = h.shape();
         for s in j["samples_F_order"].as_array().unwrap() {
-            let idx: Vec<usize> = s["index"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+            let idx: Vec<usize> = s["index"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as usize)
+                .collect();
             let mut rev: Vec<usize> = idx.clone();
             while rev.len() < shape.len().max(3) {
                 rev.push(0);
@@ -90,7 +147,10 @@ fn scaled_data_matches_nibabel() {
             rev.reverse();
             let got = data[ndarray::IxDyn(&rev)];
             let exp = s["value"].as_f64().unwrap();
-            assert!(rel_close(got, exp, 1e-6), "{name}: sample {idx:?} = {got} vs nibabel {exp}");
+            assert!(
+                rel_close(got, exp, 1e-6),
+                "{name}: sample {idx:?} = {got} vs nibabel {exp}"
+            );
         }
         // The f32 reader agrees with the f64 one.
         let img = read_nifti(&path).unwrap();
