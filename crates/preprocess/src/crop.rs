@@ -57,13 +57,15 @@ impl BoundingBox {
     /// Copies the box out of a 3D array.
     pub fn crop<T: Clone>(&self, a: ArrayView3<T>) -> Array3<T> {
         let (s0, e0) = (self.start_kji, self.end_kji);
-        a.slice(s![s0[0]..e0[0], s0[1]..e0[1], s0[2]..e0[2]]).to_owned()
+        a.slice(s![s0[0]..e0[0], s0[1]..e0[1], s0[2]..e0[2]])
+            .to_owned()
     }
 
     /// Copies the box out of every channel of a `[c, k, j, i]` array.
     pub fn crop_channels<T: Clone>(&self, a: ArrayView4<T>) -> Array4<T> {
         let (s0, e0) = (self.start_kji, self.end_kji);
-        a.slice(s![.., s0[0]..e0[0], s0[1]..e0[1], s0[2]..e0[2]]).to_owned()
+        a.slice(s![.., s0[0]..e0[0], s0[1]..e0[1], s0[2]..e0[2]])
+            .to_owned()
     }
 }
 
@@ -73,7 +75,9 @@ pub fn nonzero_mask(data: ArrayView4<f32>) -> Array3<bool> {
     let (_, nk, nj, ni) = data.dim();
     let mut m = Array3::from_elem((nk, nj, ni), false);
     for ch in data.axis_iter(Axis(0)) {
-        ndarray::Zip::from(&mut m).and(&ch).par_for_each(|m, &x| *m |= x != 0.0);
+        ndarray::Zip::from(&mut m)
+            .and(&ch)
+            .par_for_each(|m, &x| *m |= x != 0.0);
     }
     fill_holes(m.view(), Connectivity::Faces)
 }
@@ -105,14 +109,19 @@ pub fn uncrop<T: Clone>(
     }
     let mut out = Array3::from_elem(full_shape_kji, fill);
     let (s0, e0) = (bbox.start_kji, bbox.end_kji);
-    out.slice_mut(s![s0[0]..e0[0], s0[1]..e0[1], s0[2]..e0[2]]).assign(&a);
+    out.slice_mut(s![s0[0]..e0[0], s0[1]..e0[1], s0[2]..e0[2]])
+        .assign(&a);
     Ok(out)
 }
 
 /// Pads `a` with `value` so every axis is at least `min_shape_kji`, split evenly (the odd
 /// voxel after). Returns the padded array and the box where `a` sits in it (crop with it to
 /// undo).
-pub fn pad_to_shape<T: Clone>(a: ArrayView3<T>, min_shape_kji: [usize; 3], value: T) -> (Array3<T>, BoundingBox) {
+pub fn pad_to_shape<T: Clone>(
+    a: ArrayView3<T>,
+    min_shape_kji: [usize; 3],
+    value: T,
+) -> (Array3<T>, BoundingBox) {
     let d = a.dim();
     let shape = [d.0, d.1, d.2];
     let new = [0, 1, 2].map(|x| shape[x].max(min_shape_kji[x]));
@@ -122,8 +131,12 @@ pub fn pad_to_shape<T: Clone>(a: ArrayView3<T>, min_shape_kji: [usize; 3], value
         end_kji: [0, 1, 2].map(|x| before[x] + shape[x]),
     };
     let mut out = Array3::from_elem(new, value);
-    out.slice_mut(s![before[0]..bbox.end_kji[0], before[1]..bbox.end_kji[1], before[2]..bbox.end_kji[2]])
-        .assign(&a);
+    out.slice_mut(s![
+        before[0]..bbox.end_kji[0],
+        before[1]..bbox.end_kji[1],
+        before[2]..bbox.end_kji[2]
+    ])
+    .assign(&a);
     (out, bbox)
 }
 

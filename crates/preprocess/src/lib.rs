@@ -1,12 +1,39 @@
-mod error;
+//! medseg-preprocess: everything between a NIfTI case and a network input, and back.
+//!
+//! * [`resample`] / [`resample_labels`] (physical space, ITK's rules, nnU-Net's separate z),
+//! * [`normalize`] (CT clip + z-score, z-score, z-score inside the nonzero mask),
+//! * [`crop`] (crop to nonzero, exact uncrop, padding), [`orientation`] (lossless RAS),
+//! * [`fingerprint`] and [`plan`] (nnU-Net's rules, `plan.json`),
+//! * [`pipeline`] ([`preprocess_case`] and its inverse [`restore_to_original`]),
+//! * [`sampler`] (patches with foreground oversampling) and [`augment`].
+//!
+//! Arrays are `[k, j, i]` (`[c, k, j, i]` with channels); geometry is `(i, j, k)`.
+
 pub mod crop;
+mod error;
+pub mod fingerprint;
 pub mod normalize;
 pub mod orientation;
+pub mod pipeline;
+pub mod plan;
 pub mod resample;
 mod stats;
+
 pub use crop::{BoundingBox, crop_to_nonzero, nonzero_mask, pad_to_shape, uncrop};
 pub use error::PreprocessError;
+pub use fingerprint::{
+    CaseFingerprint, ChannelIntensity, DatasetFingerprint, FingerprintOptions, fingerprint_case,
+    fingerprint_dataset,
+};
 pub use normalize::{Normalization, normalize};
 pub use orientation::Reorientation;
-pub use resample::{Boundary, Grid, Interpolation, LabelInterpolation, ResampleOptions, resample, resample_labels, resize, separate_z_axis};
+pub use pipeline::{
+    CaseProperties, PreprocessedCase, preprocess_case, restore_labels_to_original,
+    restore_to_original,
+};
+pub use plan::{Plan, PlanOptions};
+pub use resample::{
+    Boundary, Grid, Interpolation, LabelInterpolation, ResampleOptions, resample, resample_labels,
+    resize, separate_z_axis,
+};
 pub use stats::percentile;

@@ -11,7 +11,12 @@ pub enum Normalization {
     /// nnU-Net's CTNormalization: clip to the dataset's foreground `[lower, upper]`
     /// (0.5 / 99.5 percentiles), then `(x - mean) / max(std, 1e-8)` with the dataset's
     /// foreground mean/std (of the unclipped foreground), on every voxel.
-    Ct { lower: f64, upper: f64, mean: f64, std: f64 },
+    Ct {
+        lower: f64,
+        upper: f64,
+        mean: f64,
+        std: f64,
+    },
     /// Per image: `(x - mean) / max(std, 1e-8)` over all voxels (population std).
     #[serde(rename = "zscore")]
     ZScore,
@@ -55,7 +60,12 @@ pub fn normalize(
     }
     match scheme {
         Normalization::None => {}
-        Normalization::Ct { lower, upper, mean, std } => {
+        Normalization::Ct {
+            lower,
+            upper,
+            mean,
+            std,
+        } => {
             if !(lower <= upper) || !mean.is_finite() || !std.is_finite() {
                 return Err(PreprocessError::setting(
                     "normalization.ct",
@@ -80,7 +90,12 @@ pub fn normalize(
                     owned.view()
                 }
             };
-            let (m, s, _) = mean_std(data.iter().zip(mask.iter()).filter(|(_, k)| **k).map(|(&x, _)| x as f64));
+            let (m, s, _) = mean_std(
+                data.iter()
+                    .zip(mask.iter())
+                    .filter(|(_, k)| **k)
+                    .map(|(&x, _)| x as f64),
+            );
             let s = s.max(EPS);
             Zip::from(&mut data).and(&mask).par_for_each(|x, &k| {
                 *x = if k { ((*x as f64 - m) / s) as f32 } else { 0.0 };

@@ -136,7 +136,11 @@ mod tests {
             spacing: [0.8, 1.2, 2.5],
             origin: [10.0, -5.0, 3.0],
             // voxel i -> -y (P), j -> +z-ish (S), k -> -x (L)
-            direction: [[0.0, 0.0, -1.0], [-t.cos(), t.sin(), 0.0], [t.sin(), t.cos(), 0.0]],
+            direction: [
+                [0.0, 0.0, -1.0],
+                [-t.cos(), t.sin(), 0.0],
+                [t.sin(), t.cos(), 0.0],
+            ],
         };
         let shape = [4, 5, 6];
         let a = Array3::from_shape_fn(shape, |(k, j, i)| (k * 100 + j * 10 + i) as u16);

@@ -22,7 +22,9 @@ use ndarray::{Array3, ArrayView3, ArrayViewMut1, Axis, s};
 use rayon::prelude::*;
 
 /// Image interpolation kernel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, Default,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Interpolation {
     Nearest,
@@ -49,7 +51,9 @@ impl std::str::FromStr for Interpolation {
 }
 
 /// Label-map interpolation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, Default,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum LabelInterpolation {
     /// Nearest neighbour (ITK's rule).
@@ -80,7 +84,10 @@ pub struct Grid {
 impl Grid {
     /// The grid of an array with this geometry.
     pub fn new(geometry: Geometry, shape_kji: [usize; 3]) -> Self {
-        Self { geometry, shape_kji }
+        Self {
+            geometry,
+            shape_kji,
+        }
     }
 
     /// The same field of view at `new_spacing` (`(i, j, k)` mm): same origin and direction,
@@ -162,7 +169,13 @@ fn cubic_weights(t: f64) -> [f64; 4] {
 }
 
 /// Taps for continuous coordinates `coord(o)`, o in 0..n_out, over an input line of `n_in`.
-fn taps(n_in: usize, n_out: usize, coord: impl Fn(usize) -> f64, interp: Interpolation, boundary: Boundary) -> Taps {
+fn taps(
+    n_in: usize,
+    n_out: usize,
+    coord: impl Fn(usize) -> f64,
+    interp: Interpolation,
+    boundary: Boundary,
+) -> Taps {
     let n = match interp {
         Interpolation::Nearest => 1,
         Interpolation::Linear => 2,
@@ -251,12 +264,14 @@ fn prefilter_axis(data: &mut Array3<f32>, axis: usize) {
     }
     // Lanes along `axis`, processed in parallel over the outer axis that is not `axis`.
     let outer = if axis == 0 { 1 } else { 0 };
-    data.axis_iter_mut(Axis(outer)).into_par_iter().for_each_init(Vec::new, |buf, mut sub| {
-        let inner_axis = if axis > outer { axis - 1 } else { axis };
-        for lane in sub.lanes_mut(Axis(inner_axis)) {
-            prefilter_line(lane, buf);
-        }
-    });
+    data.axis_iter_mut(Axis(outer))
+        .into_par_iter()
+        .for_each_init(Vec::new, |buf, mut sub| {
+            let inner_axis = if axis > outer { axis - 1 } else { axis };
+            for lane in sub.lanes_mut(Axis(inner_axis)) {
+                prefilter_line(lane, buf);
+            }
+        });
 }
 
 /// Cubic B-spline coefficients of a whole volume (mirror boundary).
@@ -278,53 +293,62 @@ fn pass(src: ArrayView3<f32>, axis: usize, taps: &Taps, n_out: usize) -> Array3<
     match axis {
         2 => {
             // along i: per row
-            out.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(k, mut slab)| {
-                for j in 0..nj {
-                    let row = src.slice(s![k, j, ..]);
-                    let row = row.as_slice();
-                    let mut orow = slab.row_mut(j);
-                    for o in 0..n_out {
-                        let mut acc = 0f32;
-                        for q in 0..n {
-                            let t = o * n + q;
-                            let v = match row {
-                                Some(r) => r[taps.idx[t] as usize],
-                                None => src[[k, j, taps.idx[t] as usize]],
-                            };
-                            acc += taps.w[t] * v;
+            out.axis_iter_mut(Axis(0))
+                .into_par_iter()
+                .enumerate()
+                .for_each(|(k, mut slab)| {
+                    for j in 0..nj {
+                        let row = src.slice(s![k, j, ..]);
+                        let row = row.as_slice();
+                        let mut orow = slab.row_mut(j);
+                        for o in 0..n_out {
+                            let mut acc = 0f32;
+                            for q in 0..n {
+                                let t = o * n + q;
+                                let v = match row {
+                                    Some(r) => r[taps.idx[t] as usize],
+                                    None => src[[k, j, taps.idx[t] as usize]],
+                                };
+                                acc += taps.w[t] * v;
+                            }
+                            orow[o] = acc;
                         }
-                        orow[o] = acc;
                     }
-                }
-            });
+                });
         }
         1 => {
-            out.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(k, mut slab)| {
-                let plane = src.index_axis(Axis(0), k);
-                for o in 0..n_out {
-                    let mut orow = slab.row_mut(o);
+            out.axis_iter_mut(Axis(0))
+                .into_par_iter()
+                .enumerate()
+                .for_each(|(k, mut slab)| {
+                    let plane = src.index_axis(Axis(0), k);
+                    for o in 0..n_out {
+                        let mut orow = slab.row_mut(o);
+                        for q in 0..n {
+                            let t = o * n + q;
+                            let w = taps.w[t];
+                            if w == 0.0 {
+                                continue;
+                            }
+                            orow.scaled_add(w, &plane.row(taps.idx[t] as usize));
+                        }
+                    }
+                });
+        }
+        _ => {
+            out.axis_iter_mut(Axis(0))
+                .into_par_iter()
+                .enumerate()
+                .for_each(|(o, mut slab)| {
                     for q in 0..n {
                         let t = o * n + q;
                         let w = taps.w[t];
                         if w == 0.0 {
                             continue;
                         }
-                        orow.scaled_add(w, &plane.row(taps.idx[t] as usize));
+                        slab.scaled_add(w, &src.index_axis(Axis(0), taps.idx[t] as usize));
                     }
-                }
-            });
-        }
-        _ => {
-            out.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(o, mut slab)| {
-                for q in 0..n {
-                    let t = o * n + q;
-                    let w = taps.w[t];
-                    if w == 0.0 {
-                        continue;
-                    }
-                    slab.scaled_add(w, &src.index_axis(Axis(0), taps.idx[t] as usize));
-                }
-            });
+                });
         }
     }
     out
@@ -342,7 +366,8 @@ fn index_matrix(g: &Geometry) -> Result<[[f64; 3]; 3], PreprocessError> {
 }
 
 pub(crate) fn invert3(m: &[[f64; 3]; 3]) -> Option<[[f64; 3]; 3]> {
-    let det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+    let det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+        - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
         + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
     if det.abs() < 1e-300 || !det.is_finite() {
         return None;
@@ -371,14 +396,19 @@ pub(crate) fn invert3(m: &[[f64; 3]; 3]) -> Option<[[f64; 3]; 3]> {
 fn index_map(src: &Geometry, dst: &Geometry) -> Result<([[f64; 3]; 3], [f64; 3]), PreprocessError> {
     for g in [src, dst] {
         if g.spacing.iter().any(|&s| !(s > 0.0) || !s.is_finite()) {
-            return Err(PreprocessError::Geometry(format!("spacing {:?} must be positive", g.spacing)));
+            return Err(PreprocessError::Geometry(format!(
+                "spacing {:?} must be positive",
+                g.spacing
+            )));
         }
     }
     let inv = index_matrix(src)?;
     let mut m = [[0.0; 3]; 3];
     for r in 0..3 {
         for c in 0..3 {
-            m[r][c] = (0..3).map(|q| inv[r][q] * dst.direction[q][c] * dst.spacing[c]).sum();
+            m[r][c] = (0..3)
+                .map(|q| inv[r][q] * dst.direction[q][c] * dst.spacing[c])
+                .sum();
         }
     }
     let d = [0, 1, 2].map(|q| dst.origin[q] - src.origin[q]);
@@ -417,7 +447,13 @@ pub fn resample(
             };
             let n_in = src_shape[ax];
             let n_out = dst.shape_kji[ax];
-            let tp = taps(n_in, n_out, |o| t[a] + m[a][a] * o as f64, interp, opts.boundary);
+            let tp = taps(
+                n_in,
+                n_out,
+                |o| t[a] + m[a][a] * o as f64,
+                interp,
+                opts.boundary,
+            );
             let next = match (&mut cur, interp) {
                 (Some(c), Interpolation::Cubic) => {
                     prefilter_axis(c, ax);
@@ -454,32 +490,35 @@ fn resample_general(
     };
     let n = [src.dim().2, src.dim().1, src.dim().0]; // (i, j, k)
     let mut out = Array3::<f32>::zeros(shape);
-    out.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(ok, mut slab)| {
-        for oj in 0..shape[1] {
-            for oi in 0..shape[2] {
-                let o = [oi as f64, oj as f64, ok as f64];
-                let mut c = [0.0; 3];
-                let mut inside = true;
-                for a in 0..3 {
-                    c[a] = t[a] + m[a][0] * o[0] + m[a][1] * o[1] + m[a][2] * o[2];
-                    if !(c[a] >= -0.5 && c[a] < n[a] as f64 - 0.5) {
-                        inside = false;
+    out.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(ok, mut slab)| {
+            for oj in 0..shape[1] {
+                for oi in 0..shape[2] {
+                    let o = [oi as f64, oj as f64, ok as f64];
+                    let mut c = [0.0; 3];
+                    let mut inside = true;
+                    for a in 0..3 {
+                        c[a] = t[a] + m[a][0] * o[0] + m[a][1] * o[1] + m[a][2] * o[2];
+                        if !(c[a] >= -0.5 && c[a] < n[a] as f64 - 0.5) {
+                            inside = false;
+                        }
                     }
-                }
-                if !inside {
-                    match opts.boundary {
-                        Boundary::Zero => continue,
-                        Boundary::Clamp => {
-                            for a in 0..3 {
-                                c[a] = c[a].clamp(0.0, n[a] as f64 - 1.0);
+                    if !inside {
+                        match opts.boundary {
+                            Boundary::Zero => continue,
+                            Boundary::Clamp => {
+                                for a in 0..3 {
+                                    c[a] = c[a].clamp(0.0, n[a] as f64 - 1.0);
+                                }
                             }
                         }
                     }
+                    slab[[oj, oi]] = sample(data, &c, &n, opts.interpolation);
                 }
-                slab[[oj, oi]] = sample(data, &c, &n, opts.interpolation);
             }
-        }
-    });
+        });
     out
 }
 
@@ -487,7 +526,8 @@ fn resample_general(
 fn sample(data: ArrayView3<f32>, c: &[f64; 3], n: &[usize; 3], interp: Interpolation) -> f32 {
     match interp {
         Interpolation::Nearest => {
-            let q = [0, 1, 2].map(|a| ((c[a] + 0.5).floor() as i64).clamp(0, n[a] as i64 - 1) as usize);
+            let q =
+                [0, 1, 2].map(|a| ((c[a] + 0.5).floor() as i64).clamp(0, n[a] as i64 - 1) as usize);
             data[[q[2], q[1], q[0]]]
         }
         Interpolation::Linear => {
@@ -497,14 +537,20 @@ fn sample(data: ArrayView3<f32>, c: &[f64; 3], n: &[usize; 3], interp: Interpola
                 let b = c[a].floor();
                 let f = c[a] - b;
                 let last = n[a] as i64 - 1;
-                idx[a] = [(b as i64).clamp(0, last) as usize, (b as i64 + 1).clamp(0, last) as usize];
+                idx[a] = [
+                    (b as i64).clamp(0, last) as usize,
+                    (b as i64 + 1).clamp(0, last) as usize,
+                ];
                 w[a] = [1.0 - f, f];
             }
             let mut acc = 0.0;
             for dk in 0..2 {
                 for dj in 0..2 {
                     for di in 0..2 {
-                        acc += w[2][dk] * w[1][dj] * w[0][di] * data[[idx[2][dk], idx[1][dj], idx[0][di]]] as f64;
+                        acc += w[2][dk]
+                            * w[1][dj]
+                            * w[0][di]
+                            * data[[idx[2][dk], idx[1][dj], idx[0][di]]] as f64;
                     }
                 }
             }
@@ -574,12 +620,15 @@ pub fn resample_labels(
                 }
                 let onehot = src.mapv(|v| (v == c) as u8 as f32);
                 let r = resample(onehot.view(), src_geom, dst, &opts)?;
-                ndarray::Zip::from(&mut out).and(&mut best).and(&r).par_for_each(|o, b, &v| {
-                    if v > *b {
-                        *b = v;
-                        *o = c;
-                    }
-                });
+                ndarray::Zip::from(&mut out)
+                    .and(&mut best)
+                    .and(&r)
+                    .par_for_each(|o, b, &v| {
+                        if v > *b {
+                            *b = v;
+                            *o = c;
+                        }
+                    });
             }
             Ok(out)
         }
@@ -598,7 +647,11 @@ pub fn resize(src: ArrayView3<f32>, shape_kji: [usize; 3], interp: Interpolation
         if n_in == n_out {
             continue;
         }
-        let scale = if n_out > 1 { (n_in as f64 - 1.0) / (n_out as f64 - 1.0) } else { 0.0 };
+        let scale = if n_out > 1 {
+            (n_in as f64 - 1.0) / (n_out as f64 - 1.0)
+        } else {
+            0.0
+        };
         let tp = taps(n_in, n_out, |o| o as f64 * scale, interp, Boundary::Clamp);
         if interp == Interpolation::Cubic {
             prefilter_axis(&mut cur, ax);
@@ -617,10 +670,21 @@ mod tests {
         let data = Array3::from_shape_fn((4, 5, 6), |(k, j, i)| (k * 31 + j * 7 + i * i) as f32);
         let g = Geometry::with_spacing([0.7, 1.1, 2.0]);
         let grid = Grid::new(g, [4, 5, 6]);
-        for interp in [Interpolation::Nearest, Interpolation::Linear, Interpolation::Cubic] {
-            let opts = ResampleOptions { interpolation: interp, ..Default::default() };
+        for interp in [
+            Interpolation::Nearest,
+            Interpolation::Linear,
+            Interpolation::Cubic,
+        ] {
+            let opts = ResampleOptions {
+                interpolation: interp,
+                ..Default::default()
+            };
             let r = resample(data.view(), &g, &grid, &opts).unwrap();
-            let d = r.iter().zip(data.iter()).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            let d = r
+                .iter()
+                .zip(data.iter())
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
             assert!(d < 1e-3, "{interp:?}: {d}");
         }
     }
@@ -632,7 +696,10 @@ mod tests {
         assert_eq!(grid.shape_kji, [28, 21, 22]);
         assert_eq!(separate_z_axis([0.7, 0.7, 5.0], [1.0; 3], 3.0), Some(2));
         assert_eq!(separate_z_axis([1.0, 1.0, 2.0], [1.0; 3], 3.0), None);
-        assert_eq!(separate_z_axis([1.0, 1.0, 1.0], [1.0, 4.0, 1.0], 3.0), Some(1));
+        assert_eq!(
+            separate_z_axis([1.0, 1.0, 1.0], [1.0, 4.0, 1.0], 3.0),
+            Some(1)
+        );
     }
 
     #[test]
@@ -640,7 +707,8 @@ mod tests {
         let l = Array3::from_shape_fn((3, 4, 5), |(k, j, i)| ((k + j + i) % 3) as u16);
         let g = Geometry::default();
         let grid = Grid::new(g, [3, 4, 5]);
-        let r = resample_labels(l.view(), &g, &grid, LabelInterpolation::LinearOneHot, None).unwrap();
+        let r =
+            resample_labels(l.view(), &g, &grid, LabelInterpolation::LinearOneHot, None).unwrap();
         assert_eq!(r, l);
     }
 }

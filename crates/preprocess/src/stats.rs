@@ -19,7 +19,11 @@ pub(crate) fn percentile_sorted(v: &[f64], q: f64) -> f64 {
     let t = pos - lo as f64;
     let (a, b) = (v[lo], v[hi]);
     // numpy's _lerp: symmetric form for t >= 0.5
-    if t >= 0.5 { b - (b - a) * (1.0 - t) } else { a + (b - a) * t }
+    if t >= 0.5 {
+        b - (b - a) * (1.0 - t)
+    } else {
+        a + (b - a) * t
+    }
 }
 
 /// Mean and population standard deviation (ddof = 0); `(0, 0)` when empty.

@@ -1,0 +1,250 @@
+//! One case through the plan ([`preprocess_case`]) and predictions back onto the case's
+//! original grid ([`restore_to_original`]).
+
+use crate::PreprocessError;
+use crate::crop::{BoundingBox, crop_to_nonzero, uncrop};
+use crate::normalize::normalize;
+use crate::orientation::Reorientation;
+use crate::plan::Plan;
+use crate::resample::{
+    Boundary, Grid, Interpolation, ResampleOptions, resample, resample_labels, separate_z_axis,
+};
+use medseg_volume::{Geometry, MultiChannel, Volume};
+use ndarray::{Array3, Array4, ArrayView3, ArrayView4, Axis};
+use rayon::prelude::*;
+
+/// Everything needed to map a prediction on the preprocessed grid back onto the file's grid.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CaseProperties {
+    /// Geometry and extents `[k, j, i]` of the input as read.
+    pub original_geometry: Geometry,
+    pub original_shape_kji: [usize; 3],
+    /// Applied first (identity when the plan does not reorient).
+    pub reorientation: Reorientation,
+    /// Grid after reorientation.
+    pub reoriented: Grid,
+    /// Crop box in the reoriented array (the whole array when the plan does not crop).
+    pub crop_bbox: BoundingBox,
+    /// Grid of the cropped array.
+    pub cropped: Grid,
+    /// Grid of the network input.
+    pub preprocessed: Grid,
+    /// `(i, j, k)` axis resampled with nearest (nnU-Net's separate z), if any.
+    pub nearest_axis: Option<usize>,
+}
+
+/// A case ready for the network.
+#[derive(Debug, Clone)]
+pub struct PreprocessedCase {
+    /// `[c, k, j, i]`, normalized, at the target spacing.
+    pub image: Array4<f32>,
+    /// Label map on the same grid.
+    pub label: Option<Array3<u16>>,
+    pub props: CaseProperties,
+}
+
+fn same_grid(a: &Grid, b: &Grid) -> bool {
+    a.shape_kji == b.shape_kji && a.geometry.difference(&b.geometry, 1e-9).is_none()
+}
+
+/// Reorients (plan.reorient), crops to nonzero (plan.crop), normalizes each channel
+/// (plan.normalization; `zscore_nonzero` uses the crop's nonzero mask) and resamples to the
+/// plan's target spacing (plan.interpolation for images, plan.label_interpolation for the
+/// label, nearest across slices when anisotropic). Memory: a few copies of this one case.
+pub fn preprocess_case(
+    images: &MultiChannel,
+    label: Option<&Volume<u16>>,
+    plan: &Plan,
+) -> Result<PreprocessedCase, PreprocessError> {
+    let s = images.data.shape();
+    let shape = [s[1], s[2], s[3]];
+    if s[0] != plan.normalization.len() {
+        return Err(PreprocessError::Shape {
+            what: "channels (plan.normalization has one entry per channel)".into(),
+            expected: vec![plan.normalization.len()],
+            got: vec![s[0]],
+        });
+    }
+    if let Some(l) = label {
+        if l.data.shape() != &shape[..] {
+            return Err(PreprocessError::Shape {
+                what: "label map vs image".into(),
+                expected: shape.to_vec(),
+                got: l.data.shape().to_vec(),
+            });
+        }
+    }
+    let reorientation = if plan.reorient {
+        Reorientation::to_ras(&images.geometry, shape)
+    } else {
+        Reorientation::identity()
+    };
+    let reoriented = Grid::new(
+        reorientation.apply_geometry(&images.geometry, shape),
+        reorientation.apply_shape(shape),
+    );
+    let data = reorientation.apply_channels(images.data.view());
+    let lab = label.map(|l| reorientation.apply(l.data.view()));
+
+    let (crop_bbox, mask) = if plan.crop {
+        let (b, m) = crop_to_nonzero(data.view());
+        (b, Some(b.crop(m.view())))
+    } else {
+        (BoundingBox::full(reoriented.shape_kji), None)
+    };
+    let cropped = Grid::new(
+        crop_bbox.cropped_geometry(&reoriented.geometry),
+        crop_bbox.shape_kji(),
+    );
+    let mut data = if plan.crop {
+        crop_bbox.crop_channels(data.view())
+    } else {
+        data
+    };
+    let lab = lab.map(|l| {
+        if plan.crop {
+            crop_bbox.crop(l.view())
+        } else {
+            l
+        }
+    });
+
+    for (c, scheme) in plan.normalization.iter().enumerate() {
+        normalize(
+            data.index_axis_mut(Axis(0), c),
+            scheme,
+            mask.as_ref().map(|m| m.view()),
+        )?;
+    }
+
+    let target = plan.target_spacing_for(cropped.geometry.spacing, cropped.shape_kji[0]);
+    let preprocessed = cropped.with_spacing(target);
+    let nearest_axis = separate_z_axis(cropped.geometry.spacing, target, plan.anisotropy_threshold);
+    let (image, label) = if same_grid(&cropped, &preprocessed) {
+        (data, lab)
+    } else {
+        let opts = ResampleOptions {
+            interpolation: plan.interpolation,
+            boundary: Boundary::Zero,
+            nearest_axis,
+        };
+        let image = resample_channels(data.view(), &cropped.geometry, &preprocessed, &opts)?;
+        drop(data);
+        let label = match lab {
+            Some(l) => Some(resample_labels(
+                l.view(),
+                &cropped.geometry,
+                &preprocessed,
+                plan.label_interpolation,
+                nearest_axis,
+            )?),
+            None => None,
+        };
+        (image, label)
+    };
+    Ok(PreprocessedCase {
+        image,
+        label,
+        props: CaseProperties {
+            original_geometry: images.geometry,
+            original_shape_kji: shape,
+            reorientation,
+            reoriented,
+            crop_bbox,
+            cropped,
+            preprocessed,
+            nearest_axis,
+        },
+    })
+}
+
+fn resample_channels(
+    data: ArrayView4<f32>,
+    src: &Geometry,
+    dst: &Grid,
+    opts: &ResampleOptions,
+) -> Result<Array4<f32>, PreprocessError> {
+    let chans: Vec<Array3<f32>> = data
+        .outer_iter()
+        .map(|c| resample(c, src, dst, opts))
+        .collect::<Result<_, _>>()?;
+    let views: Vec<_> = chans.iter().map(|c| c.view()).collect();
+    let [k, j, i] = dst.shape_kji;
+    if views.is_empty() {
+        return Ok(Array4::zeros((0, k, j, i)));
+    }
+    ndarray::stack(Axis(0), &views).map_err(|e| PreprocessError::Geometry(e.to_string()))
+}
+
+/// Maps per-class scores (`[c, k, j, i]` on `props.preprocessed`, probabilities or logits)
+/// back onto the file's grid: linear resampling onto the cropped grid (edge values extended,
+/// nearest across slices where preprocessing did so), uncropping (outside the crop, channel 0
+/// = 1 and the others 0: background), then undoing the reorientation. The result has
+/// `props.original_shape_kji` and `props.original_geometry`.
+pub fn restore_to_original(
+    scores: ArrayView4<f32>,
+    props: &CaseProperties,
+) -> Result<Array4<f32>, PreprocessError> {
+    let s = scores.shape();
+    if s[1..] != props.preprocessed.shape_kji[..] {
+        return Err(PreprocessError::Shape {
+            what: "scores vs preprocessed grid".into(),
+            expected: props.preprocessed.shape_kji.to_vec(),
+            got: s[1..].to_vec(),
+        });
+    }
+    let opts = ResampleOptions {
+        interpolation: Interpolation::Linear,
+        boundary: Boundary::Clamp,
+        nearest_axis: props.nearest_axis,
+    };
+    let chans: Vec<Array3<f32>> = scores
+        .outer_iter()
+        .enumerate()
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(|(c, ch)| {
+            let r = if same_grid(&props.cropped, &props.preprocessed) {
+                ch.to_owned()
+            } else {
+                resample(ch, &props.preprocessed.geometry, &props.cropped, &opts)?
+            };
+            let fill = if c == 0 { 1.0 } else { 0.0 };
+            let full = uncrop(r.view(), &props.crop_bbox, props.reoriented.shape_kji, fill)?;
+            Ok(props.reorientation.invert(full.view()))
+        })
+        .collect::<Result<_, PreprocessError>>()?;
+    let views: Vec<_> = chans.iter().map(|c| c.view()).collect();
+    let [k, j, i] = props.original_shape_kji;
+    if views.is_empty() {
+        return Ok(Array4::zeros((0, k, j, i)));
+    }
+    ndarray::stack(Axis(0), &views).map_err(|e| PreprocessError::Geometry(e.to_string()))
+}
+
+/// Maps a label map on the preprocessed grid back onto the file's grid (nearest neighbour,
+/// 0 outside the crop, reorientation undone).
+pub fn restore_labels_to_original(
+    labels: ArrayView3<u16>,
+    props: &CaseProperties,
+) -> Result<Array3<u16>, PreprocessError> {
+    let r = if same_grid(&props.cropped, &props.preprocessed) {
+        labels.to_owned()
+    } else {
+        let f = labels.mapv(|v| v as f32);
+        let opts = ResampleOptions {
+            interpolation: Interpolation::Nearest,
+            boundary: Boundary::Clamp,
+            nearest_axis: None,
+        };
+        resample(
+            f.view(),
+            &props.preprocessed.geometry,
+            &props.cropped,
+            &opts,
+        )?
+        .mapv(|v| v as u16)
+    };
+    let full = uncrop(r.view(), &props.crop_bbox, props.reoriented.shape_kji, 0)?;
+    Ok(props.reorientation.invert(full.view()))
+}
