@@ -1,0 +1,131 @@
+//! `medseg plan`: dataset integrity check, fingerprint and plan (`plan.json`).
+
+use anyhow::{Context, Result, bail};
+use medseg_config::ExperimentConfig;
+use medseg_preprocess::{FingerprintOptions, Plan, PlanOptions, fingerprint_dataset};
+use medseg_volume::dataset::Dataset;
+use std::path::PathBuf;
+
+/// Check the dataset named in the config, compute its fingerprint (shapes, spacings, nonzero
+/// boxes, foreground intensity statistics, label volumes) and the plan (target spacing,
+/// normalization per channel, patch and batch size, network stages) by nnU-Net's rules, and
+/// write it as `plan.json` into the config's output folder (`[train] output`).
+///
+/// Every choice can be overridden in the config (`[preprocess] spacing`, `normalization`,
+/// `[train] patch_size`, `batch_size`, ...) or with `--set`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PlanArgs {
+    /// Experiment config (TOML).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Override a config key, e.g. --set preprocess.spacing=[1.0,1.0,2.5] (repeatable).
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Largest accepted difference of spacing/origin (mm) and direction cosines between a
+    /// case's channels and its label map.
+    #[arg(long, default_value_t = 1e-3, value_name = "TOL")]
+    pub geometry_tolerance: f64,
+    /// Print one JSON object (the summary and the plan's path) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: &PlanArgs) -> Result<()> {
+    let cfg = ExperimentConfig::load(&args.config, &args.set)
+        .with_context(|| format!("loading {}", args.config.display()))?;
+    let dir = cfg.dataset_dir();
+    let dataset = Dataset::open(&dir).with_context(|| format!("opening the dataset {}", dir.display()))?;
+    let n = dataset.cases.len() as u64;
+    if n == 0 {
+        bail!("dataset {} has no training cases", dir.display());
+    }
+
+    let bar = crate::progress::bar(n, "check");
+    let problems = dataset.check(args.geometry_tolerance, &|name| {
+        bar.inc(1);
+        bar.set_message(name.to_string());
+    });
+    bar.finish_and_clear();
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("  {p}");
+        }
+        bail!(
+            "the integrity check found {} problem(s) in {}; fix them before planning",
+            problems.len(),
+            dir.display()
+        );
+    }
+    if !crate::progress::interactive() && !args.json {
+        eprintln!("checked {n} cases: no problems");
+    }
+
+    let opts = PlanOptions::from_config(&cfg)?;
+    let fp_opts = FingerprintOptions {
+        reorient: opts.reorient,
+        crop: opts.crop,
+        samples_per_case: cfg.preprocess.intensity_samples_per_case.unwrap_or(10_000),
+        seed: cfg.train.seed,
+    };
+    let bar = crate::progress::bar(n, "fingerprint");
+    let log = !crate::progress::interactive() && !args.json;
+    let fp = fingerprint_dataset(&dataset, &fp_opts, &|name| {
+        bar.inc(1);
+        bar.set_message(name.to_string());
+        if log {
+            eprintln!("fingerprint: {name}");
+        }
+    })?;
+    bar.finish_and_clear();
+    let plan = Plan::create(&fp, &opts)?;
+
+    let out_dir = cfg.output_dir();
+    std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let path = out_dir.join("plan.json");
+    plan.save(&path)?;
+
+    let norm: Vec<String> = plan
+        .channel_names
+        .iter()
+        .zip(&plan.normalization)
+        .map(|(c, n)| format!("{c}: {}", n.name()))
+        .collect();
+    if args.json {
+        let summary = serde_json::json!({
+            "plan": path,
+            "dataset": plan.dataset,
+            "cases": plan.num_cases,
+            "dims": plan.dims,
+            "median_shape": plan.median_shape,
+            "median_spacing": plan.median_spacing,
+            "target_spacing": plan.target_spacing,
+            "median_resampled_shape": plan.median_resampled_shape,
+            "normalization": plan.normalization,
+            "patch_size": plan.patch_size,
+            "batch_size": plan.batch_size,
+            "num_stages": plan.num_stages,
+            "overridden": plan.overridden,
+        });
+        println!("{summary}");
+    } else {
+        let f3 = |v: [f64; 3], p: usize| format!("{:.p$} x {:.p$} x {:.p$}", v[0], v[1], v[2]);
+        let u3 = |v: [usize; 3]| format!("{} x {} x {}", v[0], v[1], v[2]);
+        println!("dataset        {} ({} cases, {}D plan)", plan.dataset, plan.num_cases, plan.dims);
+        println!("median shape   {} voxels (after cropping)", f3(plan.median_shape, 0));
+        println!("median spacing {} mm", f3(plan.median_spacing, 3));
+        println!("target spacing {} mm", f3(plan.target_spacing, 3));
+        println!("resampled      {} voxels (median)", f3(plan.median_resampled_shape, 0));
+        println!("normalization  {}", norm.join(", "));
+        println!(
+            "patch size     {} voxels, batch size {}, {} stages",
+            u3(plan.patch_size),
+            plan.batch_size,
+            plan.num_stages
+        );
+        if !plan.overridden.is_empty() {
+            println!("from config    {}", plan.overridden.join(", "));
+        }
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
