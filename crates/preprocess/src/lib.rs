@@ -9,6 +9,7 @@
 //!
 //! Arrays are `[k, j, i]` (`[c, k, j, i]` with channels); geometry is `(i, j, k)`.
 
+pub mod augment;
 pub mod crop;
 mod error;
 pub mod fingerprint;
@@ -17,8 +18,10 @@ pub mod orientation;
 pub mod pipeline;
 pub mod plan;
 pub mod resample;
+pub mod sampler;
 mod stats;
 
+pub use augment::{AugmentationConfig, Augmenter};
 pub use crop::{BoundingBox, crop_to_nonzero, nonzero_mask, pad_to_shape, uncrop};
 pub use error::PreprocessError;
 pub use fingerprint::{
@@ -36,4 +39,5 @@ pub use resample::{
     Boundary, Grid, Interpolation, LabelInterpolation, ResampleOptions, resample, resample_labels,
     resize, separate_z_axis,
 };
+pub use sampler::{ClassLocations, PatchSampler};
 pub use stats::percentile;

@@ -474,7 +474,7 @@ pub fn resample(
     Ok(resample_general(src, &m, &t, dst.shape_kji, opts))
 }
 
-fn resample_general(
+pub(crate) fn resample_general(
     src: ArrayView3<f32>,
     m: &[[f64; 3]; 3],
     t: &[f64; 3],
