@@ -35,8 +35,9 @@ pub fn run_inspect_config(args: &InspectConfigArgs) -> Result<()> {
     if in_channels.is_none() || classes.is_none() {
         let dir = cfg.dataset_dir();
         if dir.join("dataset.json").is_file() {
-            let ds = medseg_volume::dataset::Dataset::open(&dir)
-                .with_context(|| format!("reading {} for the channel and class counts", dir.display()))?;
+            let ds = medseg_volume::dataset::Dataset::open(&dir).with_context(|| {
+                format!("reading {} for the channel and class counts", dir.display())
+            })?;
             in_channels = in_channels.or(Some(ds.channel_names.len().max(1)));
             classes = classes.or(Some(ds.labels.len()));
         } else {
@@ -53,7 +54,11 @@ pub fn run_inspect_config(args: &InspectConfigArgs) -> Result<()> {
     let patch = match &cfg.train.patch_size {
         Some(p) => p.clone(),
         None => {
-            let p = if cfg.model.dims == 2 { DEFAULT_PATCH_2D.to_vec() } else { DEFAULT_PATCH_3D.to_vec() };
+            let p = if cfg.model.dims == 2 {
+                DEFAULT_PATCH_2D.to_vec()
+            } else {
+                DEFAULT_PATCH_3D.to_vec()
+            };
             notes.push(format!("train.patch_size not set: using {p:?}"));
             p
         }
@@ -127,15 +132,35 @@ fn run_train_step_bench(a: &TrainStepArgs) -> Result<()> {
     if a.dims != 2 && a.dims != 3 {
         bail!("--dims must be 2 or 3, got {}", a.dims);
     }
-    let base = ModelConfig { deep_supervision: false, ..ModelConfig::default() };
+    let base = ModelConfig {
+        deep_supervision: false,
+        ..ModelConfig::default()
+    };
     let model = match a.variant.as_str() {
         "conv" | "plain" => base,
-        "residual" => ModelConfig { residual: true, ..base },
-        "attention" => ModelConfig { attention_gates: true, ..base },
-        "dilated" => ModelConfig { bottleneck: BottleneckKind::Dilated, ..base },
-        "transformer" => ModelConfig { bottleneck: BottleneckKind::Transformer, ..base },
-        "maxpool" => ModelConfig { downsample: "maxpool".into(), ..base },
-        other => bail!("unknown --variant {other:?} (conv, residual, attention, dilated, transformer, maxpool)"),
+        "residual" => ModelConfig {
+            residual: true,
+            ..base
+        },
+        "attention" => ModelConfig {
+            attention_gates: true,
+            ..base
+        },
+        "dilated" => ModelConfig {
+            bottleneck: BottleneckKind::Dilated,
+            ..base
+        },
+        "transformer" => ModelConfig {
+            bottleneck: BottleneckKind::Transformer,
+            ..base
+        },
+        "maxpool" => ModelConfig {
+            downsample: "maxpool".into(),
+            ..base
+        },
+        other => bail!(
+            "unknown --variant {other:?} (conv, residual, attention, dilated, transformer, maxpool)"
+        ),
     };
     let opts = BenchOptions {
         dims: a.dims,
@@ -152,7 +177,14 @@ fn run_train_step_bench(a: &TrainStepArgs) -> Result<()> {
     } else {
         println!(
             "{}D train step {:?} features {:?} ({} parameters, variant {}): {:.1} ms; forward {:.1} ms; peak RSS {:.0} MB",
-            a.dims, r.input_shape, r.features, r.parameters, a.variant, r.train_step_ms, r.forward_ms, r.peak_rss_mb
+            a.dims,
+            r.input_shape,
+            r.features,
+            r.parameters,
+            a.variant,
+            r.train_step_ms,
+            r.forward_ms,
+            r.peak_rss_mb
         );
     }
     Ok(())

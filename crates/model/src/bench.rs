@@ -1,0 +1,157 @@
+//! `medseg bench train-step`: times forward + Dice+CE + backward + Adam step on random data
+//! (median after warm-up) and a forward-only pass, like nnU-Net's benchmark trainer and
+//! `ref/ref_train_bench.py` (no deep supervision, 2 classes, Adam lr 1e-3 — same workload).
+
+use crate::config::UNetConfig;
+use crate::error::ModelError;
+use crate::loss::SegLoss;
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::{Device, Distribution, Int, Tensor};
+use serde::Serialize;
+use std::time::Instant;
+
+/// What to time. Defaults: 3D, 64 per axis, batch 2, features 8-16-32-64, 5 timed steps after
+/// 1 warm-up step, 2 classes, 1 input channel.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub dims: usize,
+    pub patch: usize,
+    pub batch: usize,
+    pub features: Vec<usize>,
+    pub steps: usize,
+    pub warmup: usize,
+    pub classes: usize,
+    pub seed: u64,
+    /// Network variant switches as in `[model]` (default: plain UNet).
+    pub model: medseg_config::ModelConfig,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        Self {
+            dims: 3,
+            patch: 64,
+            batch: 2,
+            features: vec![8, 16, 32, 64],
+            steps: 5,
+            warmup: 1,
+            classes: 2,
+            seed: 0,
+            model: medseg_config::ModelConfig {
+                deep_supervision: false,
+                ..Default::default()
+            },
+        }
+    }
+}
+
+/// Medians in milliseconds; peak RSS = VmHWM of this process (MB).
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchResult {
+    pub train_step_ms: f64,
+    pub forward_ms: f64,
+    pub peak_rss_mb: f64,
+    pub train_step_times_ms: Vec<f64>,
+    pub forward_times_ms: Vec<f64>,
+    pub input_shape: Vec<usize>,
+    pub features: Vec<usize>,
+    pub parameters: usize,
+    pub first_loss: f32,
+    pub last_loss: f32,
+}
+
+/// Runs the benchmark on `Device::flex()` (autodiff for training).
+pub fn run_train_step(o: &BenchOptions) -> Result<BenchResult, ModelError> {
+    if o.steps == 0 || o.batch == 0 {
+        return Err(ModelError::Config(
+            "steps and batch must be at least 1".into(),
+        ));
+    }
+    let mut model_cfg = o.model.clone();
+    model_cfg.dims = o.dims;
+    model_cfg.features = o.features.clone();
+    let patch = vec![o.patch; o.dims];
+    let cfg = UNetConfig::from_model_config(&model_cfg, 1, o.classes, &patch)?;
+    let device = Device::flex().autodiff();
+    device.seed(o.seed);
+    let mut model = cfg.init(&device);
+    let parameters = model.num_params();
+    let loss_fn = SegLoss::dice_ce(o.classes);
+    let mut optim = AdamConfig::new().init();
+    let shape = [
+        o.batch,
+        1,
+        cfg.patch_size[0],
+        cfg.patch_size[1],
+        cfg.patch_size[2],
+    ];
+    let x = Tensor::<5>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+    let labels: Tensor<4, Int> = Tensor::<4>::random(
+        [o.batch, shape[2], shape[3], shape[4]],
+        Distribution::Uniform(0.0, o.classes as f64),
+        &device,
+    )
+    .floor()
+    .clamp(0.0, (o.classes - 1) as f64)
+    .int();
+    let ds = crate::DeepSupervisionLoss::new(loss_fn, cfg.num_outputs());
+    let mut times = Vec::new();
+    let mut losses = Vec::new();
+    for i in 0..o.warmup + o.steps {
+        let t = Instant::now();
+        let outs = model.forward_train(x.clone());
+        let loss = ds.forward(outs, labels.clone())?;
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(1e-3, model, grads);
+        losses.push(loss.into_scalar::<f32>());
+        let _ = device.sync();
+        if i >= o.warmup {
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let infer = model.valid();
+    let xi = x.inner();
+    let mut ftimes = Vec::new();
+    for i in 0..o.warmup + o.steps {
+        let t = Instant::now();
+        let y = infer.forward_logits(xi.clone());
+        let _ = y.sum().into_scalar::<f32>();
+        if i >= o.warmup {
+            ftimes.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    Ok(BenchResult {
+        train_step_ms: median(&times),
+        forward_ms: median(&ftimes),
+        peak_rss_mb: peak_rss_mb().unwrap_or(f64::NAN),
+        train_step_times_ms: times,
+        forward_times_ms: ftimes,
+        input_shape: shape.to_vec(),
+        features: o.features.clone(),
+        parameters,
+        first_loss: losses.first().copied().unwrap_or(f32::NAN),
+        last_loss: losses.last().copied().unwrap_or(f32::NAN),
+    })
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+/// Peak resident set size (VmHWM) of this process in MB (Linux; `None` elsewhere).
+pub fn peak_rss_mb() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
