@@ -3,6 +3,7 @@
 use crate::Connectivity;
 use crate::connectivity::is_planar;
 use ndarray::{Array3, ArrayView3};
+use rayon::prelude::*;
 
 /// A labelled mask: `labels` holds 0 for background and ids `1..=n` for the components, in
 /// the order of each component's first voxel in a C-order scan of the `[k, j, i]` array
@@ -74,24 +75,39 @@ pub fn label_components(mask: ArrayView3<bool>, connectivity: Connectivity) -> C
     let offsets = connectivity.backward_offsets(is_planar(&shape));
     let sj = ni;
     let sk = nj * ni;
+    // backward offsets as (linear distance back, [dk, dj, di]); every one points earlier
+    let lin: Vec<usize> = offsets
+        .iter()
+        .map(|o| (-(o[0] * sk as isize + o[1] * sj as isize + o[2])) as usize)
+        .collect();
     for k in 0..nk {
         for j in 0..nj {
             let row = k * sk + j * sj;
+            let row_interior = k > 0 && j > 0 && j + 1 < nj;
             for i in 0..ni {
                 let idx = row + i;
                 if !m[idx] {
                     continue;
                 }
+                let interior = row_interior && i > 0 && i + 1 < ni;
                 let mut cur = 0u32;
-                for o in &offsets {
-                    let (kk, jj, ii) = (k as isize + o[0], j as isize + o[1], i as isize + o[2]);
-                    if kk < 0 || jj < 0 || ii < 0 || jj >= nj as isize || ii >= ni as isize {
+                let mut last = 0u32;
+                for (o, &back) in offsets.iter().zip(&lin) {
+                    let n = if interior {
+                        labels[idx - back]
+                    } else {
+                        let (kk, jj, ii) =
+                            (k as isize + o[0], j as isize + o[1], i as isize + o[2]);
+                        if kk < 0 || jj < 0 || ii < 0 || jj >= nj as isize || ii >= ni as isize {
+                            continue;
+                        }
+                        labels[idx - back]
+                    };
+                    // neighbours often share a provisional label: skip repeated finds
+                    if n == 0 || n == last {
                         continue;
                     }
-                    let n = labels[kk as usize * sk + jj as usize * sj + ii as usize];
-                    if n == 0 {
-                        continue;
-                    }
+                    last = n;
                     if cur == 0 {
                         cur = find(&mut parent, n);
                     } else {
@@ -111,21 +127,30 @@ pub fn label_components(mask: ArrayView3<bool>, connectivity: Connectivity) -> C
             }
         }
     }
-    // Final ids in order of first appearance of each root.
+    // Resolve roots in one ascending sweep: every link points to a smaller label, so the
+    // parent of `l` is already resolved when `l` is visited. Roots are the labels of each
+    // component's first voxel, created in scan order, so numbering roots in ascending order
+    // gives scipy's first-voxel order.
     let mut final_id = vec![0u32; parent.len()];
-    let mut sizes: Vec<usize> = Vec::new();
-    for l in labels.iter_mut() {
-        if *l == 0 {
-            continue;
+    let mut count = 0u32;
+    for l in 1..parent.len() {
+        let p = parent[parent[l] as usize];
+        parent[l] = p;
+        if p as usize == l {
+            count += 1;
+            final_id[l] = count;
+        } else {
+            final_id[l] = final_id[p as usize];
         }
-        let r = find(&mut parent, *l) as usize;
-        if final_id[r] == 0 {
-            sizes.push(0);
-            final_id[r] = sizes.len() as u32;
+    }
+    labels
+        .par_iter_mut()
+        .for_each(|v| *v = final_id[*v as usize]);
+    let mut sizes = vec![0usize; count as usize];
+    for &l in &labels {
+        if l != 0 {
+            sizes[l as usize - 1] += 1;
         }
-        let id = final_id[r];
-        sizes[id as usize - 1] += 1;
-        *l = id;
     }
     let labels = Array3::from_shape_vec((nk, nj, ni), labels)
         .unwrap_or_else(|_| Array3::zeros((nk, nj, ni)));
