@@ -177,14 +177,14 @@ pub fn fingerprint_case(
 ) -> Result<CaseFingerprint, PreprocessError> {
     let s = images.data.shape();
     let shape = [s[1], s[2], s[3]];
-    if let Some(l) = label {
-        if l.data.shape() != &shape[..] {
-            return Err(PreprocessError::Shape {
-                what: format!("label of case {name}"),
-                expected: shape.to_vec(),
-                got: l.data.shape().to_vec(),
-            });
-        }
+    if let Some(l) = label
+        && l.data.shape() != &shape[..]
+    {
+        return Err(PreprocessError::Shape {
+            what: format!("label of case {name}"),
+            expected: shape.to_vec(),
+            got: l.data.shape().to_vec(),
+        });
     }
     let r = if opts.reorient {
         Reorientation::to_ras(&images.geometry, shape)

@@ -49,14 +49,14 @@ pub fn normalize(
     scheme: &Normalization,
     mask: Option<ArrayView3<bool>>,
 ) -> Result<(), PreprocessError> {
-    if let Some(m) = &mask {
-        if m.dim() != data.dim() {
-            return Err(PreprocessError::Shape {
-                what: "normalization mask".into(),
-                expected: data.shape().to_vec(),
-                got: m.shape().to_vec(),
-            });
-        }
+    if let Some(m) = &mask
+        && m.dim() != data.dim()
+    {
+        return Err(PreprocessError::Shape {
+            what: "normalization mask".into(),
+            expected: data.shape().to_vec(),
+            got: m.shape().to_vec(),
+        });
     }
     match scheme {
         Normalization::None => {}

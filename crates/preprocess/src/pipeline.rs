@@ -65,14 +65,14 @@ pub fn preprocess_case(
             got: vec![s[0]],
         });
     }
-    if let Some(l) = label {
-        if l.data.shape() != &shape[..] {
-            return Err(PreprocessError::Shape {
-                what: "label map vs image".into(),
-                expected: shape.to_vec(),
-                got: l.data.shape().to_vec(),
-            });
-        }
+    if let Some(l) = label
+        && l.data.shape() != &shape[..]
+    {
+        return Err(PreprocessError::Shape {
+            what: "label map vs image".into(),
+            expected: shape.to_vec(),
+            got: l.data.shape().to_vec(),
+        });
     }
     let reorientation = if plan.reorient {
         Reorientation::to_ras(&images.geometry, shape)
@@ -83,31 +83,30 @@ pub fn preprocess_case(
         reorientation.apply_geometry(&images.geometry, shape),
         reorientation.apply_shape(shape),
     );
-    let data = reorientation.apply_channels(images.data.view());
-    let lab = label.map(|l| reorientation.apply(l.data.view()));
-
-    let (crop_bbox, mask) = if plan.crop {
-        let (b, m) = crop_to_nonzero(data.view());
-        (b, Some(b.crop(m.view())))
-    } else {
-        (BoundingBox::full(reoriented.shape_kji), None)
+    // Each step replaces the previous array (shadowed bindings would keep it alive), so at
+    // most two copies of the case exist at a time.
+    let (crop_bbox, mask, mut data) = {
+        let data = reorientation.apply_channels(images.data.view());
+        if plan.crop {
+            let (b, m) = crop_to_nonzero(data.view());
+            let cropped = b.crop_channels(data.view());
+            (b, Some(b.crop(m.view())), cropped)
+        } else {
+            (BoundingBox::full(reoriented.shape_kji), None, data)
+        }
     };
+    let lab = label.map(|l| {
+        let r = reorientation.apply(l.data.view());
+        if plan.crop {
+            crop_bbox.crop(r.view())
+        } else {
+            r
+        }
+    });
     let cropped = Grid::new(
         crop_bbox.cropped_geometry(&reoriented.geometry),
         crop_bbox.shape_kji(),
     );
-    let mut data = if plan.crop {
-        crop_bbox.crop_channels(data.view())
-    } else {
-        data
-    };
-    let lab = lab.map(|l| {
-        if plan.crop {
-            crop_bbox.crop(l.view())
-        } else {
-            l
-        }
-    });
 
     for (c, scheme) in plan.normalization.iter().enumerate() {
         normalize(
@@ -164,16 +163,13 @@ fn resample_channels(
     dst: &Grid,
     opts: &ResampleOptions,
 ) -> Result<Array4<f32>, PreprocessError> {
-    let chans: Vec<Array3<f32>> = data
-        .outer_iter()
-        .map(|c| resample(c, src, dst, opts))
-        .collect::<Result<_, _>>()?;
-    let views: Vec<_> = chans.iter().map(|c| c.view()).collect();
     let [k, j, i] = dst.shape_kji;
-    if views.is_empty() {
-        return Ok(Array4::zeros((0, k, j, i)));
+    let mut out = Array4::<f32>::zeros((data.shape()[0], k, j, i));
+    for (c, ch) in data.outer_iter().enumerate() {
+        let r = resample(ch, src, dst, opts)?;
+        out.index_axis_mut(Axis(0), c).assign(&r);
     }
-    ndarray::stack(Axis(0), &views).map_err(|e| PreprocessError::Geometry(e.to_string()))
+    Ok(out)
 }
 
 /// Maps per-class scores (`[c, k, j, i]` on `props.preprocessed`, probabilities or logits)
@@ -198,12 +194,13 @@ pub fn restore_to_original(
         boundary: Boundary::Clamp,
         nearest_axis: props.nearest_axis,
     };
-    let chans: Vec<Array3<f32>> = scores
-        .outer_iter()
-        .enumerate()
-        .collect::<Vec<_>>()
+    let [k, j, i] = props.original_shape_kji;
+    let mut out = Array4::<f32>::zeros((s[0], k, j, i));
+    out.axis_iter_mut(Axis(0))
         .into_par_iter()
-        .map(|(c, ch)| {
+        .zip(scores.axis_iter(Axis(0)).into_par_iter())
+        .enumerate()
+        .try_for_each(|(c, (mut dst, ch))| {
             let r = if same_grid(&props.cropped, &props.preprocessed) {
                 ch.to_owned()
             } else {
@@ -211,15 +208,10 @@ pub fn restore_to_original(
             };
             let fill = if c == 0 { 1.0 } else { 0.0 };
             let full = uncrop(r.view(), &props.crop_bbox, props.reoriented.shape_kji, fill)?;
-            Ok(props.reorientation.invert(full.view()))
-        })
-        .collect::<Result<_, PreprocessError>>()?;
-    let views: Vec<_> = chans.iter().map(|c| c.view()).collect();
-    let [k, j, i] = props.original_shape_kji;
-    if views.is_empty() {
-        return Ok(Array4::zeros((0, k, j, i)));
-    }
-    ndarray::stack(Axis(0), &views).map_err(|e| PreprocessError::Geometry(e.to_string()))
+            dst.assign(&props.reorientation.invert(full.view()));
+            Ok::<(), PreprocessError>(())
+        })?;
+    Ok(out)
 }
 
 /// Maps a label map on the preprocessed grid back onto the file's grid (nearest neighbour,

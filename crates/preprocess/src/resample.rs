@@ -238,7 +238,10 @@ fn prefilter_line(mut line: ArrayViewMut1<f32>, buf: &mut Vec<f64>) {
     let iz = 1.0 / z;
     let mut z2n = z.powi(n as i32 - 1);
     let mut sum = c[0] + z2n * c[n - 1];
-    z2n *= z2n * iz;
+    #[allow(clippy::misrefactored_assign_op)] // Thevenaz: z2n = z2n^2 / z, on purpose
+    {
+        z2n = z2n * z2n * iz;
+    }
     for v in c.iter().take(n - 1).skip(1) {
         sum += (zn + z2n) * v;
         zn *= z;

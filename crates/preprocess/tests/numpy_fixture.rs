@@ -103,8 +103,8 @@ fn crop_to_nonzero_bbox_mask_and_geometry() {
     let (bbox, mask) = crop_to_nonzero(data.view());
     let r = &entry("crop_to_nonzero")["results"];
     let want: Vec<[usize; 2]> = serde_json::from_value(r["bbox_kji_half_open"].clone()).unwrap();
-    for a in 0..3 {
-        assert_eq!([bbox.start_kji[a], bbox.end_kji[a]], want[a]);
+    for (a, w) in want.iter().enumerate() {
+        assert_eq!([bbox.start_kji[a], bbox.end_kji[a]], *w);
     }
     let ref_mask = medseg_volume::read_labels(&path("crop_nonzero_mask.nii.gz"))
         .unwrap()

@@ -107,7 +107,7 @@ fn zoom_matches_scipy() {
     for (order, interp, tol) in [
         (0, Interpolation::Nearest, 0.0f32),
         (1, Interpolation::Linear, 1e-5),
-        (3, Interpolation::Cubic, 1e-4),
+        (3, Interpolation::Cubic, 1e-5),
     ] {
         let reference = medseg_volume::read_volume(&path(&format!("zoom_order{order}.nii.gz")))
             .unwrap()
