@@ -500,3 +500,95 @@ fn auto_patch(
     }
     (patch, pools)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::BoundingBox;
+    use crate::fingerprint::{CaseFingerprint, ChannelIntensity};
+
+    fn case(spacing: [f64; 3], shape: [usize; 3], cropped: [usize; 3]) -> CaseFingerprint {
+        CaseFingerprint {
+            name: "c".into(),
+            orientation: "RAS".into(),
+            shape_kji: shape,
+            spacing,
+            nonzero_bbox: BoundingBox::full(cropped),
+            cropped_shape_kji: cropped,
+            label_voxels: Default::default(),
+            voxel_volume_mm3: spacing.iter().product(),
+            foreground_samples: vec![],
+        }
+    }
+
+    fn fingerprint(cases: Vec<CaseFingerprint>, channels: &[&str]) -> DatasetFingerprint {
+        let mut fp = DatasetFingerprint::from_cases(
+            "t".into(),
+            channels.iter().map(|s| s.to_string()).collect(),
+            [("background".to_string(), 0u16), ("a".to_string(), 1)]
+                .into_iter()
+                .collect(),
+            cases,
+        );
+        fp.channels = channels
+            .iter()
+            .map(|_| ChannelIntensity::of(&[-100.0, 0.0, 50.0, 100.0, 900.0]))
+            .collect();
+        fp
+    }
+
+    fn opts() -> PlanOptions {
+        let cfg = ExperimentConfig::from_toml_str(
+            "[data]\ndataset = \"x\"\n",
+            &[],
+            Path::new("t.toml"),
+            Default::default(),
+        )
+        .unwrap();
+        PlanOptions::from_config(&cfg).unwrap()
+    }
+
+    #[test]
+    fn anisotropic_spacing_uses_the_10th_percentile() {
+        let cases: Vec<_> = [4.0, 5.0, 5.0, 6.0, 3.5]
+            .iter()
+            .map(|&z| case([0.7, 0.7, z], [40, 512, 512], [40, 400, 400]))
+            .collect();
+        let fp = fingerprint(cases, &["CT"]);
+        let plan = Plan::create(&fp, &opts()).unwrap();
+        let along = [4.0, 5.0, 5.0, 6.0, 3.5];
+        assert_eq!(plan.target_spacing[2], percentile(&along, 10.0).unwrap());
+        assert_eq!(plan.target_spacing[0], 0.7);
+        assert!(matches!(plan.normalization[0], Normalization::Ct { .. }));
+        // the coarse axis is pooled less than the fine ones, patch divisible by 2^pools
+        assert!(plan.pools_per_axis[2] < plan.pools_per_axis[0]);
+        for a in 0..3 {
+            assert_eq!(plan.patch_size[a] % (1 << plan.pools_per_axis[a]), 0);
+        }
+        assert!(plan.patch_size.iter().product::<usize>() <= 128 * 128 * 128);
+    }
+
+    #[test]
+    fn isotropic_median_mr_with_strong_cropping_uses_the_nonzero_mask() {
+        let cases = vec![case([1.0, 1.0, 1.2], [100, 100, 100], [60, 60, 60]); 3];
+        let fp = fingerprint(cases, &["T2"]);
+        let plan = Plan::create(&fp, &opts()).unwrap();
+        assert_eq!(plan.target_spacing, [1.0, 1.0, 1.2]);
+        assert_eq!(plan.normalization, vec![Normalization::ZScoreNonzero]);
+        assert!(plan.overridden.is_empty());
+        let mut o = opts();
+        o.normalization = Some(vec!["none".into()]);
+        o.spacing = Some([2.0, 2.0, 2.0]);
+        o.patch_size = Some(vec![40, 40, 40]);
+        o.batch_size = Some(3);
+        let plan = Plan::create(&fp, &o).unwrap();
+        assert_eq!(plan.normalization, vec![Normalization::None]);
+        assert_eq!(plan.target_spacing, [2.0; 3]);
+        assert_eq!(plan.batch_size, 3);
+        assert_eq!(plan.patch_size[0] % (1 << plan.pools_per_axis[0]), 0);
+        assert!(plan.patch_size[0] >= 40);
+        assert_eq!(plan.overridden.len(), 4);
+        o.normalization = Some(vec!["bogus".into()]);
+        assert!(Plan::create(&fp, &o).is_err());
+    }
+}
