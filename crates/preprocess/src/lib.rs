@@ -41,7 +41,7 @@ pub use pipeline::{
 pub use plan::{Plan, PlanOptions};
 pub use resample::{
     Boundary, Grid, Interpolation, LabelInterpolation, ResampleOptions, resample, resample_labels,
-    resize, separate_z_axis,
+    resample_volume, resize, separate_z_axis,
 };
 pub use sampler::{ClassLocations, PatchSampler};
 pub use stats::percentile;
