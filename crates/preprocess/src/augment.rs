@@ -505,6 +505,16 @@ mod tests {
     }
 
     #[test]
+    fn config_tables_fill_defaults_and_reject_unknown_keys() {
+        let c: AugmentationConfig =
+            serde_json::from_str(r#"{"mirror": 0.2, "rotate": 0.0}"#).unwrap();
+        assert_eq!(c.mirror, 0.2);
+        assert_eq!(c.rotate, 0.0);
+        assert_eq!(c.gamma, AugmentationConfig::default().gamma);
+        assert!(serde_json::from_str::<AugmentationConfig>(r#"{"mirorr": 0.2}"#).is_err());
+    }
+
+    #[test]
     fn mirror_only_reverses() {
         let cfg = AugmentationConfig {
             mirror: 1.0,

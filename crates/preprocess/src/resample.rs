@@ -284,6 +284,9 @@ fn prefilter_axis(data: &mut Array3<f32>, axis: usize) {
         }
         _ => {
             let (nk, nj, ni) = data.dim();
+            if !data.is_standard_layout() {
+                *data = data.as_standard_layout().into_owned();
+            }
             if let Ok(mut flat) = data.view_mut().into_shape_with_order((nk, nj * ni)) {
                 let chunk = (nj * ni)
                     .div_ceil(rayon::current_num_threads().max(1) * 4)
