@@ -34,7 +34,8 @@ pub fn run(args: &PlanArgs) -> Result<()> {
     let cfg = ExperimentConfig::load(&args.config, &args.set)
         .with_context(|| format!("loading {}", args.config.display()))?;
     let dir = cfg.dataset_dir();
-    let dataset = Dataset::open(&dir).with_context(|| format!("opening the dataset {}", dir.display()))?;
+    let dataset =
+        Dataset::open(&dir).with_context(|| format!("opening the dataset {}", dir.display()))?;
     let n = dataset.cases.len() as u64;
     if n == 0 {
         bail!("dataset {} has no training cases", dir.display());
@@ -110,11 +111,20 @@ pub fn run(args: &PlanArgs) -> Result<()> {
     } else {
         let f3 = |v: [f64; 3], p: usize| format!("{:.p$} x {:.p$} x {:.p$}", v[0], v[1], v[2]);
         let u3 = |v: [usize; 3]| format!("{} x {} x {}", v[0], v[1], v[2]);
-        println!("dataset        {} ({} cases, {}D plan)", plan.dataset, plan.num_cases, plan.dims);
-        println!("median shape   {} voxels (after cropping)", f3(plan.median_shape, 0));
+        println!(
+            "dataset        {} ({} cases, {}D plan)",
+            plan.dataset, plan.num_cases, plan.dims
+        );
+        println!(
+            "median shape   {} voxels (after cropping)",
+            f3(plan.median_shape, 0)
+        );
         println!("median spacing {} mm", f3(plan.median_spacing, 3));
         println!("target spacing {} mm", f3(plan.target_spacing, 3));
-        println!("resampled      {} voxels (median)", f3(plan.median_resampled_shape, 0));
+        println!(
+            "resampled      {} voxels (median)",
+            f3(plan.median_resampled_shape, 0)
+        );
         println!("normalization  {}", norm.join(", "));
         println!(
             "patch size     {} voxels, batch size {}, {} stages",
