@@ -50,8 +50,10 @@ pub struct CaseFingerprint {
     pub cropped_shape_kji: [usize; 3],
     /// Voxels per label value (background included).
     pub label_voxels: BTreeMap<u16, usize>,
-    /// Voxel volume in mm³.
+    /// Voxel volume in mm³ (label volumes in mm³ = `label_voxels` x this).
     pub voxel_volume_mm3: f64,
+    /// Foreground intensity statistics of this case per channel (from its sample).
+    pub intensity: Vec<Option<ChannelIntensity>>,
     /// Sampled foreground intensities per channel (not saved).
     #[serde(skip)]
     pub foreground_samples: Vec<Vec<f32>>,
@@ -238,7 +240,7 @@ pub fn fingerprint_case(
     };
     let d = data.shape();
     let (nj, ni) = (d[2], d[3]);
-    let foreground_samples = data
+    let foreground_samples: Vec<Vec<f32>> = data
         .outer_iter()
         .map(|ch| {
             picked
@@ -256,6 +258,10 @@ pub fn fingerprint_case(
         cropped_shape_kji: bbox.shape_kji(),
         label_voxels,
         voxel_volume_mm3: geometry.voxel_volume_mm3(),
+        intensity: foreground_samples
+            .iter()
+            .map(|s| ChannelIntensity::of(s))
+            .collect(),
         foreground_samples,
     })
 }

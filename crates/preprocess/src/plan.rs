@@ -517,6 +517,7 @@ mod tests {
             cropped_shape_kji: cropped,
             label_voxels: Default::default(),
             voxel_volume_mm3: spacing.iter().product(),
+            intensity: vec![],
             foreground_samples: vec![],
         }
     }

@@ -33,6 +33,18 @@ fn plan_preprocess_and_restore_round_trip() {
     let ds = medseg_volume::dataset::Dataset::open(tmp.path()).unwrap();
     let fp = fingerprint_dataset(&ds, &FingerprintOptions::default(), &|_| {}).unwrap();
     assert_eq!(fp.cases.len(), 4);
+    for c in &fp.cases {
+        let voxels: usize = c.shape_kji.iter().product();
+        assert_eq!(c.label_voxels.values().sum::<usize>(), voxels);
+        let st = c.intensity[0]
+            .as_ref()
+            .expect("synthetic cases have foreground");
+        assert!(st.samples > 0 && st.samples <= 10_000);
+        assert!(
+            st.percentile_00_5 <= st.percentile_50_0 && st.percentile_50_0 <= st.percentile_99_5
+        );
+    }
+    assert!(fp.channels[0].is_some());
     let plan = Plan::create(&fp, &options(3)).unwrap();
     // patch: divisible by 2^pools, within the budget, at least one downsampling
     for a in 0..3 {
