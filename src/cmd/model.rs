@@ -90,8 +90,9 @@ pub struct BenchArgs {
 #[derive(clap::Subcommand, Debug, Clone)]
 pub enum BenchWhat {
     /// Time one training step (forward + Dice+CE + backward + Adam) and a forward pass on random
-    /// data; medians after one warm-up step. Plain UNet (no deep supervision), 1 input channel,
-    /// 2 classes, instance norm, strided-conv downsampling, CPU (flex backend).
+    /// data; medians after one warm-up step. Plain UNet (no deep supervision unless asked),
+    /// 1 input channel, 2 classes, instance norm, strided-conv downsampling, Adam lr 1e-3,
+    /// CPU (flex backend; threads: RAYON_NUM_THREADS).
     TrainStep(TrainStepArgs),
 }
 
@@ -115,6 +116,9 @@ pub struct TrainStepArgs {
     /// Network variant: conv | residual | attention | dilated | transformer | maxpool.
     #[arg(long, default_value = "conv")]
     pub variant: String,
+    /// Train with deep-supervision heads and nnU-Net's weighted loss over them.
+    #[arg(long)]
+    pub deep_supervision: bool,
     /// Print `{"train_step_ms", "forward_ms", "peak_rss_mb", ...}` as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -133,7 +137,7 @@ fn run_train_step_bench(a: &TrainStepArgs) -> Result<()> {
         bail!("--dims must be 2 or 3, got {}", a.dims);
     }
     let base = ModelConfig {
-        deep_supervision: false,
+        deep_supervision: a.deep_supervision,
         ..ModelConfig::default()
     };
     let model = match a.variant.as_str() {

@@ -52,6 +52,13 @@ pub struct BenchResult {
     pub train_step_ms: f64,
     pub forward_ms: f64,
     pub peak_rss_mb: f64,
+    /// Median CPU time (user + system, all threads) per train step: less sensitive to other
+    /// load on the machine than wall time.
+    pub train_step_cpu_ms: f64,
+    pub forward_cpu_ms: f64,
+    /// Median wall time of the train step's phases: `[forward, loss, backward, optimizer]`
+    /// (flex runs eagerly, so each phase's work is done when it returns).
+    pub train_phases_ms: [f64; 4],
     pub train_step_times_ms: Vec<f64>,
     pub forward_times_ms: Vec<f64>,
     pub input_shape: Vec<usize>,
@@ -97,34 +104,65 @@ pub fn run_train_step(o: &BenchOptions) -> Result<BenchResult, ModelError> {
     .int();
     let ds = crate::DeepSupervisionLoss::new(loss_fn, cfg.num_outputs());
     let mut times = Vec::new();
+    let mut cpu = Vec::new();
+    let mut phases: [Vec<f64>; 4] = Default::default();
     let mut losses = Vec::new();
     for i in 0..o.warmup + o.steps {
         let t = Instant::now();
+        let c = cpu_time_ms();
         let outs = model.forward_train(x.clone());
+        let t_fwd = t.elapsed();
         let loss = ds.forward(outs, labels.clone())?;
+        let t_loss = t.elapsed();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let t_bwd = t.elapsed();
         model = optim.step(1e-3, model, grads);
         losses.push(loss.into_scalar::<f32>());
         let _ = device.sync();
+        let t_all = t.elapsed();
         if i >= o.warmup {
+            let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+            for (k, v) in [
+                ms(t_fwd),
+                ms(t_loss - t_fwd),
+                ms(t_bwd - t_loss),
+                ms(t_all - t_bwd),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                phases[k].push(v);
+            }
             times.push(t.elapsed().as_secs_f64() * 1e3);
+            cpu.push(cpu_time_ms() - c);
         }
     }
     let infer = model.valid();
     let xi = x.inner();
     let mut ftimes = Vec::new();
+    let mut fcpu = Vec::new();
     for i in 0..o.warmup + o.steps {
         let t = Instant::now();
+        let c = cpu_time_ms();
         let y = infer.forward_logits(xi.clone());
         let _ = y.sum().into_scalar::<f32>();
         if i >= o.warmup {
             ftimes.push(t.elapsed().as_secs_f64() * 1e3);
+            fcpu.push(cpu_time_ms() - c);
         }
     }
     Ok(BenchResult {
         train_step_ms: median(&times),
         forward_ms: median(&ftimes),
         peak_rss_mb: peak_rss_mb().unwrap_or(f64::NAN),
+        train_step_cpu_ms: median(&cpu),
+        forward_cpu_ms: median(&fcpu),
+        train_phases_ms: [
+            median(&phases[0]),
+            median(&phases[1]),
+            median(&phases[2]),
+            median(&phases[3]),
+        ],
         train_step_times_ms: times,
         forward_times_ms: ftimes,
         input_shape: shape.to_vec(),
@@ -146,6 +184,25 @@ fn median(v: &[f64]) -> f64 {
     } else {
         (s[n / 2 - 1] + s[n / 2]) / 2.0
     }
+}
+
+/// CPU time (user + system) of this process in ms, from /proc/self/stat (Linux; NaN elsewhere).
+/// Assumes the usual 100 clock ticks per second.
+pub fn cpu_time_ms() -> f64 {
+    let Ok(s) = std::fs::read_to_string("/proc/self/stat") else {
+        return f64::NAN;
+    };
+    // fields after the parenthesized command name: state is field 3, utime 14, stime 15
+    let Some(rest) = s.rsplit_once(')').map(|(_, r)| r) else {
+        return f64::NAN;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| {
+        f.get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    (tick(11) + tick(12)) * 10.0
 }
 
 /// Peak resident set size (VmHWM) of this process in MB (Linux; `None` elsewhere).

@@ -57,6 +57,7 @@ fn bench_train_step_tiny() {
             features: vec![4, 8],
             steps: 1,
             variant: "residual".into(),
+            deep_supervision: true,
             json: true,
         }),
     };
@@ -69,6 +70,7 @@ fn bench_train_step_tiny() {
             features: vec![4, 8],
             steps: 1,
             variant: "conv".into(),
+            deep_supervision: false,
             json: true,
         }),
     };

@@ -48,6 +48,22 @@ fn small_unet_overfits_one_patch() {
     let mut model = cfg.init(&device);
     let loss = DeepSupervisionLoss::new(SegLoss::dice_ce(2), cfg.num_outputs());
     let mut optim = AdamConfig::new().init();
+    let dice_of = |model: &medseg_model::UNet| {
+        let pred = model.valid().forward_logits(x.clone().inner()).argmax(1);
+        hard_dice(
+            &pred
+                .into_data()
+                .convert::<i64>()
+                .try_into_vec::<i64>()
+                .unwrap(),
+            &lab,
+        )
+    };
+    let initial = dice_of(&model);
+    assert!(
+        initial < 0.5,
+        "untrained network already segments the disk (Dice {initial})"
+    );
     let mut best = 0.0;
     let mut steps = 0;
     for step in 1..=150 {
@@ -70,5 +86,6 @@ fn small_unet_overfits_one_patch() {
             }
         }
     }
+    eprintln!("Dice {initial:.3} -> {best:.3} after {steps} steps");
     assert!(best > 0.95, "Dice {best} after {steps} steps");
 }
