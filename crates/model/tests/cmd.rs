@@ -7,8 +7,8 @@ mod model_cmd;
 
 use model_cmd::*;
 
-fn write_config(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
-    let p = dir.join("exp.toml");
+fn write_config(dir: &std::path::Path, name: &str, body: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
     std::fs::write(&p, format!("[data]\ndataset = \"nowhere\"\n{body}")).unwrap();
     p
 }
@@ -18,6 +18,7 @@ fn inspect_config_valid_and_invalid_patch() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write_config(
         dir.path(),
+        "small.toml",
         "[model]\ndims = 3\nfeatures = [4, 8, 16]\nattention_gates = true\nbottleneck = \"transformer\"\nheads = 2\nin_channels = 1\nnum_classes = 3\n[train]\npatch_size = [16, 16, 16]\nbatch_size = 2\n",
     );
     let args = InspectConfigArgs {
@@ -26,6 +27,29 @@ fn inspect_config_valid_and_invalid_patch() {
         json: true,
     };
     run_inspect_config(&args).unwrap();
+    // the default network (5 stages, 32..320) at a 3D patch, as a table
+    let default = write_config(
+        dir.path(),
+        "default.toml",
+        "[train]\npatch_size = [96, 160, 160]\n",
+    );
+    run_inspect_config(&InspectConfigArgs {
+        config: default.clone(),
+        set: vec![],
+        json: false,
+    })
+    .unwrap();
+    let err = run_inspect_config(&InspectConfigArgs {
+        config: default,
+        set: vec!["train.patch_size=[96,100,160]".into()],
+        json: false,
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("patch 100 is not divisible by 16 at stage 4; nearest valid sizes: 96 or 112"),
+        "{err}"
+    );
     let bad = InspectConfigArgs {
         config: cfg.clone(),
         set: vec!["train.patch_size=[16, 18, 16]".into()],
@@ -36,7 +60,7 @@ fn inspect_config_valid_and_invalid_patch() {
         err.contains("patch 18 is not divisible by 4 at stage 2; nearest valid sizes: 16 or 20"),
         "{err}"
     );
-    let unknown = write_config(dir.path(), "[model]\nfeaturez = [4]\n");
+    let unknown = write_config(dir.path(), "unknown.toml", "[model]\nfeaturez = [4]\n");
     assert!(
         run_inspect_config(&InspectConfigArgs {
             config: unknown,
