@@ -20,7 +20,13 @@ use std::process::ExitCode;
 ///   medseg predict --model runs/demo-3d --input data/demo/imagesTs --output preds
 ///   medseg evaluate --pred preds --gt data/demo/labelsTs --out report
 #[derive(Parser, Debug)]
-#[command(name = "medseg", version, about, long_about, arg_required_else_help = true)]
+#[command(
+    name = "medseg",
+    version,
+    about,
+    long_about,
+    arg_required_else_help = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -33,8 +39,16 @@ enum Command {
     /// Show a NIfTI file's header, geometry and statistics, or (with --config) the network a
     /// config describes.
     Inspect(InspectArgs),
+    /// Check a dataset, compute its fingerprint and plan, write plan.json.
+    Plan(cmd::plan::PlanArgs),
+    /// Train a UNet from an experiment config into a run directory.
+    Train(cmd::train::TrainArgs),
+    /// Segment NIfTI volumes with trained run directories.
+    Predict(cmd::predict::PredictArgs),
     /// Evaluate predicted label maps against ground truth (Dice, HD95, NSD, AUC, ...).
     Evaluate(cmd::evaluate::EvaluateArgs),
+    /// The whole pipeline on synthetic data: synth -> train -> predict -> evaluate.
+    Demo(cmd::demo::DemoArgs),
     /// Measure speed (e.g. `medseg bench train-step`).
     Bench(cmd::model::BenchArgs),
 }
@@ -75,7 +89,11 @@ fn main() -> ExitCode {
             }),
             (None, None) => unreachable!("clap requires FILE or --config"),
         },
+        Command::Plan(a) => cmd::plan::run(a),
+        Command::Train(a) => cmd::train::run(a),
+        Command::Predict(a) => cmd::predict::run(a),
         Command::Evaluate(a) => cmd::evaluate::run(a),
+        Command::Demo(a) => cmd::demo::run(a),
         Command::Bench(a) => cmd::model::run_bench(a),
     };
     match result {

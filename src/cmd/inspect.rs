@@ -10,7 +10,8 @@ use std::path::Path;
 pub fn describe(path: &Path) -> Result<serde_json::Value> {
     // The error already names the file.
     let (h, data) = read_nifti_f64(path)?;
-    let (mut min, mut max, mut sum, mut n, mut nan) = (f64::INFINITY, f64::NEG_INFINITY, 0.0f64, 0u64, 0u64);
+    let (mut min, mut max, mut sum, mut n, mut nan) =
+        (f64::INFINITY, f64::NEG_INFINITY, 0.0f64, 0u64, 0u64);
     for &v in data.iter() {
         if v.is_finite() {
             min = min.min(v);
@@ -28,7 +29,11 @@ pub fn describe(path: &Path) -> Result<serde_json::Value> {
             var += (v - mean) * (v - mean);
         }
     }
-    let std = if n > 0 { (var / n as f64).sqrt() } else { f64::NAN };
+    let std = if n > 0 {
+        (var / n as f64).sqrt()
+    } else {
+        f64::NAN
+    };
     let finite_or_null = |v: f64| if v.is_finite() { json!(v) } else { json!(null) };
     let integer_valued = n > 0 && data.iter().all(|v| !v.is_finite() || v.fract() == 0.0);
     let labels = if integer_valued && (max - min) <= 65535.0 {
@@ -87,16 +92,30 @@ pub fn run_file(path: &Path, as_json: bool) -> Result<()> {
 fn print_table(d: &serde_json::Value, path: &Path) {
     let h: Option<Header> = medseg_volume::read_header(path).ok();
     println!("file         {}", path.display());
-    println!("format       {} ({}-endian)", d["format"].as_str().unwrap_or(""), d["byte_order"].as_str().unwrap_or(""));
+    println!(
+        "format       {} ({}-endian)",
+        d["format"].as_str().unwrap_or(""),
+        d["byte_order"].as_str().unwrap_or("")
+    );
     println!("shape        {}", d["shape"]);
     println!("datatype     {}", d["datatype"].as_str().unwrap_or(""));
-    println!("spacing      {} {}", d["spacing"], d["units"].as_str().unwrap_or(""));
+    println!(
+        "spacing      {} {}",
+        d["spacing"],
+        d["units"].as_str().unwrap_or("")
+    );
     println!("orientation  {}", d["orientation"].as_str().unwrap_or(""));
-    println!("codes        qform {} sform {}", d["qform_code"], d["sform_code"]);
+    println!(
+        "codes        qform {} sform {}",
+        d["qform_code"], d["sform_code"]
+    );
     if let Some(h) = h {
         println!("affine");
         for row in h.affine() {
-            println!("  [{:>11.5} {:>11.5} {:>11.5} {:>11.5}]", row[0], row[1], row[2], row[3]);
+            println!(
+                "  [{:>11.5} {:>11.5} {:>11.5} {:>11.5}]",
+                row[0], row[1], row[2], row[3]
+            );
         }
     }
     println!(

@@ -94,7 +94,7 @@ impl ExperimentConfig {
         if p.is_absolute() {
             p.to_path_buf()
         } else {
-            self.base_dir.join(p)
+            normalize_lexically(&self.base_dir.join(p))
         }
     }
 
@@ -111,6 +111,31 @@ impl ExperimentConfig {
     /// The resolved config as TOML text (what a run directory stores as `config.toml`).
     pub fn to_toml_string(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// Removes `.` and `dir/..` pairs without touching the file system (`configs/../data` ->
+/// `data`), so paths printed to the user read naturally.
+fn normalize_lexically(p: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out: Vec<Component> = Vec::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => match out.last() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
+                }
+                Some(Component::RootDir) => {}
+                _ => out.push(c),
+            },
+            other => out.push(other),
+        }
+    }
+    if out.is_empty() {
+        PathBuf::from(".")
+    } else {
+        out.iter().collect()
     }
 }
 

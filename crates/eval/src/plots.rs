@@ -15,7 +15,8 @@ use std::sync::Once;
 static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 const FAMILY: &str = "sans-serif";
 
-fn register() {
+/// Registers the shipped font with plotters (once per process); every medseg plot calls it.
+pub fn register() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // Registered as "sans-serif", the family plotters uses by default for axis labels.
@@ -31,8 +32,9 @@ fn plot_err(path: &Path, e: impl std::fmt::Display) -> EvalError {
     }
 }
 
-/// Renders into a temporary file next to `path`, then renames it into place.
-fn render_atomically(
+/// Renders into a temporary file next to `path`, then renames it into place (shared by
+/// every medseg plot, e.g. training curves).
+pub fn render_atomically(
     path: &Path,
     size: (u32, u32),
     draw: impl FnOnce(DrawingArea<BitMapBackend, plotters::coord::Shift>) -> Result<(), String>,

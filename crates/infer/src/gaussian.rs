@@ -14,10 +14,14 @@ pub fn gaussian_importance_map(size: [usize; 3], sigma_scale: f64) -> Array3<f32
         }
         let c = (n / 2) as f64;
         let sigma = (n as f64 * sigma_scale).max(1e-6);
-        (0..n).map(|x| (-((x as f64 - c).powi(2)) / (2.0 * sigma * sigma)).exp()).collect()
+        (0..n)
+            .map(|x| (-((x as f64 - c).powi(2)) / (2.0 * sigma * sigma)).exp())
+            .collect()
     };
     let (az, ay, ax) = (axis(size[0]), axis(size[1]), axis(size[2]));
-    let mut m = Array3::from_shape_fn((size[0], size[1], size[2]), |(z, y, x)| (az[z] * ay[y] * ax[x]) as f32);
+    let mut m = Array3::from_shape_fn((size[0], size[1], size[2]), |(z, y, x)| {
+        (az[z] * ay[y] * ax[x]) as f32
+    });
     let max = m.iter().copied().fold(0.0f32, f32::max);
     let floor = f32::MIN_POSITIVE * 1e6;
     m.mapv_inplace(|v| (v / max).max(floor));

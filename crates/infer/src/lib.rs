@@ -9,6 +9,7 @@
 //!   postprocessing — and [`write_prediction`], which writes the label map with the input's
 //!   exact header geometry.
 
+mod device;
 mod error;
 mod gaussian;
 mod network;
@@ -16,9 +17,12 @@ mod predictor;
 mod run_dir;
 mod sliding_window;
 
+pub use device::{DEVICE_NAMES, select_device};
 pub use error::InferError;
 pub use gaussian::{gaussian_importance_map, uniform_map};
 pub use network::NetworkForward;
-pub use predictor::{CasePrediction, Predictor, write_prediction};
-pub use run_dir::{RunDir, WEIGHTS_BEST, WEIGHTS_LAST};
+pub use predictor::{
+    CasePrediction, Predictor, ensemble_probabilities, window_for, write_prediction,
+};
+pub use run_dir::{NETWORK_JSON, RunDir, WEIGHTS_BEST, WEIGHTS_LAST};
 pub use sliding_window::{SlidingWindow, softmax_channels};

@@ -18,6 +18,7 @@ impl NetworkForward<'_> {
         let t = array_into_tensor::<5>(x.into_dyn(), &self.device)?;
         let y = self.model.forward_logits(t);
         let a = tensor_to_array::<5>(y)?;
-        a.into_dimensionality::<Ix5>().map_err(|e| InferError::Shape(e.to_string()))
+        a.into_dimensionality::<Ix5>()
+            .map_err(|e| InferError::Shape(e.to_string()))
     }
 }

@@ -40,7 +40,9 @@ impl Predictor {
         inference: Option<&InferenceConfig>,
         postprocess: Option<&PostprocessConfig>,
     ) -> Result<Self, InferError> {
-        let first = runs.first().ok_or_else(|| InferError::Config("no model given".into()))?;
+        let first = runs
+            .first()
+            .ok_or_else(|| InferError::Config("no model given".into()))?;
         for r in &runs[1..] {
             let same = r.plan.target_spacing == first.plan.target_spacing
                 && r.plan.normalization == first.plan.normalization
@@ -58,7 +60,10 @@ impl Predictor {
                 });
             }
         }
-        let models = runs.iter().map(|r| r.load_model(device)).collect::<Result<Vec<_>, _>>()?;
+        let models = runs
+            .iter()
+            .map(|r| r.load_model(device))
+            .collect::<Result<Vec<_>, _>>()?;
         let inf = inference.unwrap_or(&first.config.inference);
         let window = window_for(&first.plan, inf)?;
         let post = Postprocessor::new(postprocess.unwrap_or(&first.config.postprocess))
@@ -94,9 +99,16 @@ impl Predictor {
             )));
         }
         let pre = preprocess_case(images, None, &self.plan).map_err(|e| case_err(e.to_string()))?;
-        let probs = ensemble_probabilities(&self.models, &self.device, &self.window, &pre.image, on_window)?;
+        let probs = ensemble_probabilities(
+            &self.models,
+            &self.device,
+            &self.window,
+            &pre.image,
+            on_window,
+        )?;
         drop(pre.image);
-        let probabilities = restore_to_original(probs.view(), &pre.props).map_err(|e| case_err(e.to_string()))?;
+        let probabilities =
+            restore_to_original(probs.view(), &pre.props).map_err(|e| case_err(e.to_string()))?;
         drop(probs);
         let mut labels = argmax(probabilities.view());
         self.postprocess.apply(&mut labels, images.geometry.spacing);
@@ -111,7 +123,10 @@ impl Predictor {
 pub fn window_for(plan: &Plan, inf: &InferenceConfig) -> Result<SlidingWindow, InferError> {
     let mut w = SlidingWindow::new(plan.patch_size_kji());
     if !(0.0..1.0).contains(&inf.overlap) {
-        return Err(InferError::Config(format!("inference.overlap = {} must be in [0, 1)", inf.overlap)));
+        return Err(InferError::Config(format!(
+            "inference.overlap = {} must be in [0, 1)",
+            inf.overlap
+        )));
     }
     w.overlap = inf.overlap;
     w.gaussian = inf.gaussian;

@@ -42,7 +42,10 @@ impl RunDir {
             reason,
         };
         if !path.is_dir() {
-            return Err(err("is not a run directory (train one with `medseg train --config CONFIG.toml`)".into()));
+            return Err(err(
+                "is not a run directory (train one with `medseg train --config CONFIG.toml`)"
+                    .into(),
+            ));
         }
         let cfg_path = path.join("config.toml");
         if !cfg_path.is_file() {

@@ -54,7 +54,9 @@ impl SlidingWindow {
 
     /// Every window's corner `[d, h, w]` for a volume of `shape` (already padded to >= patch).
     pub fn windows(&self, shape: [usize; 3]) -> Vec<[usize; 3]> {
-        let st: Vec<Vec<usize>> = (0..3).map(|a| Self::starts(shape[a], self.patch[a], self.overlap)).collect();
+        let st: Vec<Vec<usize>> = (0..3)
+            .map(|a| Self::starts(shape[a], self.patch[a], self.overlap))
+            .collect();
         let mut out = Vec::with_capacity(st[0].len() * st[1].len() * st[2].len());
         for &z in &st[0] {
             for &y in &st[1] {
@@ -90,10 +92,16 @@ impl SlidingWindow {
     ) -> Result<Array4<f32>, InferError> {
         let (nc, d, h, w) = image.dim();
         if self.patch.contains(&0) {
-            return Err(InferError::Config(format!("patch size {:?} has a zero extent", self.patch)));
+            return Err(InferError::Config(format!(
+                "patch size {:?} has a zero extent",
+                self.patch
+            )));
         }
         if !(0.0..1.0).contains(&self.overlap) {
-            return Err(InferError::Config(format!("overlap {} must be in [0, 1)", self.overlap)));
+            return Err(InferError::Config(format!(
+                "overlap {} must be in [0, 1)",
+                self.overlap
+            )));
         }
         // Pad (centred, zeros = the normalized mean) where the volume is smaller than the patch.
         let shape = [d, h, w];
@@ -101,16 +109,25 @@ impl SlidingWindow {
         let pad_lo = [0, 1, 2].map(|a| (padded_shape[a] - shape[a]) / 2);
         let padded;
         let img = if padded_shape != shape {
-            let mut p = Array4::<f32>::zeros((nc, padded_shape[0], padded_shape[1], padded_shape[2]));
-            p.slice_mut(s![.., pad_lo[0]..pad_lo[0] + d, pad_lo[1]..pad_lo[1] + h, pad_lo[2]..pad_lo[2] + w])
-                .assign(&image);
+            let mut p =
+                Array4::<f32>::zeros((nc, padded_shape[0], padded_shape[1], padded_shape[2]));
+            p.slice_mut(s![
+                ..,
+                pad_lo[0]..pad_lo[0] + d,
+                pad_lo[1]..pad_lo[1] + h,
+                pad_lo[2]..pad_lo[2] + w
+            ])
+            .assign(&image);
             padded = p;
             padded.view()
         } else {
             image
         };
-        let weights: Array3<f32> =
-            if self.gaussian { gaussian_importance_map(self.patch, 1.0 / 8.0) } else { uniform_map(self.patch) };
+        let weights: Array3<f32> = if self.gaussian {
+            gaussian_importance_map(self.patch, 1.0 / 8.0)
+        } else {
+            uniform_map(self.patch)
+        };
         let [pd, ph, pw] = self.patch;
         let windows = self.windows(padded_shape);
         let total = windows.len();
@@ -121,7 +138,12 @@ impl SlidingWindow {
         for chunk in windows.chunks(batch) {
             let mut x = Array5::<f32>::zeros((chunk.len(), nc, pd, ph, pw));
             for (b, &[z, y, xx]) in chunk.iter().enumerate() {
-                x.index_axis_mut(Axis(0), b).assign(&img.slice(s![.., z..z + pd, y..y + ph, xx..xx + pw]));
+                x.index_axis_mut(Axis(0), b).assign(&img.slice(s![
+                    ..,
+                    z..z + pd,
+                    y..y + ph,
+                    xx..xx + pw
+                ]));
             }
             let out = self.forward_tta(x, forward)?;
             let nk = out.shape()[1];
@@ -137,15 +159,20 @@ impl SlidingWindow {
                 Array4::<f32>::zeros((nk, padded_shape[0], padded_shape[1], padded_shape[2]))
             });
             if acc.shape()[0] != nk {
-                return Err(InferError::Shape("the number of classes changed between windows".into()));
+                return Err(InferError::Shape(
+                    "the number of classes changed between windows".into(),
+                ));
             }
             for (b, &[z, y, xx]) in chunk.iter().enumerate() {
                 let o = out.index_axis(Axis(0), b);
                 for k in 0..nk {
                     let mut dst = acc.slice_mut(s![k, z..z + pd, y..y + ph, xx..xx + pw]);
-                    ndarray::Zip::from(&mut dst).and(&o.index_axis(Axis(0), k)).and(&weights).for_each(|a, &v, &g| {
-                        *a += v * g;
-                    });
+                    ndarray::Zip::from(&mut dst)
+                        .and(&o.index_axis(Axis(0), k))
+                        .and(&weights)
+                        .for_each(|a, &v, &g| {
+                            *a += v * g;
+                        });
                 }
                 let mut ws = wsum.slice_mut(s![z..z + pd, y..y + ph, xx..xx + pw]);
                 ws += &weights;
@@ -155,11 +182,18 @@ impl SlidingWindow {
         }
         let mut acc = acc.ok_or_else(|| InferError::Shape("no windows".into()))?;
         for mut k in acc.outer_iter_mut() {
-            ndarray::Zip::from(&mut k).and(&wsum).for_each(|a, &ws| *a /= ws);
+            ndarray::Zip::from(&mut k)
+                .and(&wsum)
+                .for_each(|a, &ws| *a /= ws);
         }
         if padded_shape != shape {
             acc = acc
-                .slice(s![.., pad_lo[0]..pad_lo[0] + d, pad_lo[1]..pad_lo[1] + h, pad_lo[2]..pad_lo[2] + w])
+                .slice(s![
+                    ..,
+                    pad_lo[0]..pad_lo[0] + d,
+                    pad_lo[1]..pad_lo[1] + h,
+                    pad_lo[2]..pad_lo[2] + w
+                ])
                 .to_owned();
         }
         Ok(acc)
@@ -179,10 +213,23 @@ impl SlidingWindow {
         let n = 1usize << axes.len();
         let mut sum: Option<Array5<f32>> = None;
         for mask in 0..n {
-            let flips: Vec<usize> = axes.iter().enumerate().filter(|(b, _)| mask >> b & 1 == 1).map(|(_, &a)| a + 2).collect();
-            let xi = if flips.is_empty() { x.clone() } else { flip(&x, &flips) };
+            let flips: Vec<usize> = axes
+                .iter()
+                .enumerate()
+                .filter(|(b, _)| mask >> b & 1 == 1)
+                .map(|(_, &a)| a + 2)
+                .collect();
+            let xi = if flips.is_empty() {
+                x.clone()
+            } else {
+                flip(&x, &flips)
+            };
             let yi = forward(xi)?;
-            let yi = if flips.is_empty() { yi } else { flip(&yi, &flips) };
+            let yi = if flips.is_empty() {
+                yi
+            } else {
+                flip(&yi, &flips)
+            };
             match &mut sum {
                 None => sum = Some(yi),
                 Some(s) => *s += &yi,
@@ -276,10 +323,17 @@ mod tests {
                 y.index_axis_mut(Axis(1), 2).fill(-0.5);
                 Ok(y)
             };
-            let logits = sw.predict_logits(image.view(), &mut f, &mut |_, _| {}).unwrap();
+            let logits = sw
+                .predict_logits(image.view(), &mut f, &mut |_, _| {})
+                .unwrap();
             assert_eq!(logits.shape(), &[3, 13, 37, 50]);
             for (k, expect) in [(0, 1.0f32), (1, 0.0), (2, -0.5)] {
-                assert!(logits.index_axis(Axis(0), k).iter().all(|&v| (v - expect).abs() < 1e-6));
+                assert!(
+                    logits
+                        .index_axis(Axis(0), k)
+                        .iter()
+                        .all(|&v| (v - expect).abs() < 1e-6)
+                );
             }
         }
     }
@@ -288,11 +342,15 @@ mod tests {
     /// weights and mirroring.
     #[test]
     fn identity_network_reproduces_the_input() {
-        let image = Array4::from_shape_fn((1, 11, 29, 31), |(_, z, y, x)| (z * 1000 + y * 37 + x) as f32 * 0.001);
+        let image = Array4::from_shape_fn((1, 11, 29, 31), |(_, z, y, x)| {
+            (z * 1000 + y * 37 + x) as f32 * 0.001
+        });
         let mut sw = SlidingWindow::new([4, 16, 8]);
         sw.batch_size = 4;
         let mut f = |x: Array5<f32>| Ok(x);
-        let out = sw.predict_logits(image.view(), &mut f, &mut |_, _| {}).unwrap();
+        let out = sw
+            .predict_logits(image.view(), &mut f, &mut |_, _| {})
+            .unwrap();
         for (a, b) in out.iter().zip(image.iter()) {
             assert!((a - b).abs() < 1e-4, "{a} vs {b}");
         }
@@ -300,7 +358,9 @@ mod tests {
 
     #[test]
     fn softmax_sums_to_one() {
-        let mut a = Array4::from_shape_fn((3, 2, 5, 7), |(k, z, y, x)| (k as f32 - 1.0) * (z + y + x) as f32 * 0.3);
+        let mut a = Array4::from_shape_fn((3, 2, 5, 7), |(k, z, y, x)| {
+            (k as f32 - 1.0) * (z + y + x) as f32 * 0.3
+        });
         softmax_channels(&mut a);
         for z in 0..2 {
             for y in 0..5 {

@@ -1,6 +1,7 @@
 //! Times the train step and forward pass of every network variant (the numbers in the model
 //! crate's report). Usage: `cargo run --release -p medseg-model --example bench_variants --
-//! [dims] [patch] [batch] [steps] [variants,...]` (defaults: 3 64 2 3 all).
+//! [dims] [patch] [batch] [steps] [variants,...] [features,...]` (defaults: 3 64 2 3 all
+//! 8,16,32,64).
 
 use medseg_config::{BottleneckKind, ModelConfig};
 use medseg_model::bench::{BenchOptions, run_train_step};
@@ -13,6 +14,10 @@ fn main() {
         .get(4)
         .map(|s| s.split(',').map(String::from).collect())
         .unwrap_or_default();
+    let features: Vec<usize> = a
+        .get(5)
+        .map(|s| s.split(',').filter_map(|v| v.parse().ok()).collect())
+        .unwrap_or_else(|| vec![8, 16, 32, 64]);
     let base = ModelConfig {
         deep_supervision: false,
         ..ModelConfig::default()
@@ -72,6 +77,7 @@ fn main() {
             batch,
             steps,
             model,
+            features: features.clone(),
             ..BenchOptions::default()
         };
         match run_train_step(&o) {

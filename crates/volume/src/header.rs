@@ -325,9 +325,19 @@ impl Header {
         }
     }
 
-    /// Spacing, origin and direction of the chosen affine.
+    /// Spacing, origin and direction of the chosen affine. The spacing is `pixdim[1..=3]`
+    /// (as ITK and nibabel's zooms report it) when that agrees with the affine's column
+    /// lengths to 1e-4 relative; float32 sforms of oblique grids lose the last bits of the
+    /// column lengths, and metrics in mm³ must not depend on that noise.
     pub fn geometry(&self) -> Geometry {
-        Geometry::from_affine(&self.affine())
+        let mut g = Geometry::from_affine(&self.affine());
+        for a in 0..3 {
+            let p = self.pixdim[a + 1].abs();
+            if p > 0.0 && p.is_finite() && ((p - g.spacing[a]).abs() <= 1e-4 * p) {
+                g.spacing[a] = p;
+            }
+        }
+        g
     }
 
     /// Total number of voxels, or `None` on overflow.

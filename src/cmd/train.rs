@@ -1,0 +1,259 @@
+//! `medseg train`: a config in, a trained run directory out.
+
+use anyhow::{Context, Result};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use medseg_config::ExperimentConfig;
+use medseg_train::{EpochRecord, TrainObserver, TrainOptions, TrainSummary};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Train a UNet from an experiment config (see configs/README.md for every key).
+///
+/// Plans the dataset (or reuses RUN/plan.json), preprocesses each case once into RUN/cache,
+/// trains with background data loading, validates on whole volumes every
+/// `train.validation_interval` epochs (per-class Dice as `medseg evaluate` computes it), and
+/// writes a self-contained run directory: config.toml, plan.json, splits.json, network.json,
+/// checkpoint_best.bpk / checkpoint_last.bpk, model.safetensors, train_log.csv, curves.png,
+/// summary.json. Ctrl-C saves checkpoint_last.bpk; `--resume` continues from it.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TrainArgs {
+    /// Experiment config (TOML).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Override a config key, e.g. --set train.epochs=50 (repeatable).
+    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    pub set: Vec<String>,
+    /// Continue an interrupted run from its last checkpoint (weights, optimizer, epoch, schedule).
+    #[arg(long)]
+    pub resume: bool,
+    /// Compute device: flex (CPU) or wgpu (GPU; needs the `wgpu` cargo feature).
+    #[arg(long, default_value = "flex")]
+    pub device: String,
+}
+
+/// Bars on a terminal, one log line per epoch otherwise.
+pub struct Observer {
+    bars: MultiProgress,
+    epoch_bar: Option<ProgressBar>,
+    iter_bar: Option<ProgressBar>,
+    stage_bar: Option<ProgressBar>,
+    interactive: bool,
+    label_names: Vec<(String, String)>,
+    iter_started: std::time::Instant,
+}
+
+impl Observer {
+    pub fn new(label_names: Vec<(String, String)>) -> Self {
+        let interactive = crate::progress::interactive();
+        let bars = MultiProgress::new();
+        if !interactive {
+            bars.set_draw_target(ProgressDrawTarget::hidden());
+        }
+        Self {
+            bars,
+            epoch_bar: None,
+            iter_bar: None,
+            stage_bar: None,
+            interactive,
+            label_names,
+            iter_started: std::time::Instant::now(),
+        }
+    }
+
+    fn style(t: &str) -> ProgressStyle {
+        ProgressStyle::with_template(t)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ")
+    }
+
+    fn print(&self, line: &str) {
+        if self.interactive {
+            let _ = self.bars.println(line);
+        } else {
+            eprintln!("{line}");
+        }
+    }
+
+    pub fn finish(&mut self) {
+        for b in [
+            self.iter_bar.take(),
+            self.epoch_bar.take(),
+            self.stage_bar.take(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            b.finish_and_clear();
+        }
+    }
+}
+
+impl TrainObserver for Observer {
+    fn message(&mut self, msg: &str) {
+        self.print(msg);
+    }
+
+    fn progress(&mut self, stage: &str, done: usize, total: usize, detail: &str) {
+        if !self.interactive {
+            if done == total {
+                self.print(&format!("{stage}: {done}/{total} done"));
+            }
+            return;
+        }
+        let bar = self.stage_bar.get_or_insert_with(|| {
+            let b = self.bars.add(ProgressBar::new(total as u64));
+            b.set_style(Self::style("{prefix:>16} [{bar:30}] {pos}/{len} {msg}"));
+            b
+        });
+        bar.set_length(total as u64);
+        bar.set_prefix(stage.to_string());
+        bar.set_position(done as u64);
+        bar.set_message(detail.to_string());
+        if done >= total {
+            bar.finish_and_clear();
+            self.stage_bar = None;
+        }
+    }
+
+    fn epoch_start(&mut self, epoch: usize, epochs: usize) {
+        self.iter_started = std::time::Instant::now();
+        if !self.interactive {
+            return;
+        }
+        let eb = self.epoch_bar.get_or_insert_with(|| {
+            let b = self.bars.add(ProgressBar::new(epochs as u64));
+            b.set_style(Self::style(
+                "{prefix:>16} [{bar:30}] {pos}/{len} epochs ({elapsed}, eta {eta}) {msg}",
+            ));
+            b.set_prefix("train");
+            b
+        });
+        eb.set_position((epoch - 1) as u64);
+    }
+
+    fn iteration(&mut self, iteration: usize, iterations: usize, loss: f64, lr: f64) {
+        if !self.interactive {
+            return;
+        }
+        let ib = self.iter_bar.get_or_insert_with(|| {
+            let b = self.bars.add(ProgressBar::new(iterations as u64));
+            b.set_style(Self::style("{prefix:>16} [{bar:30}] {pos}/{len} it {msg}"));
+            b.set_prefix("epoch");
+            b
+        });
+        ib.set_length(iterations as u64);
+        ib.set_position(iteration as u64);
+        let rate = iteration as f64 / self.iter_started.elapsed().as_secs_f64().max(1e-9);
+        ib.set_message(format!("loss {loss:.4}  lr {lr:.2e}  {rate:.2} it/s"));
+    }
+
+    fn epoch_end(&mut self, r: &EpochRecord) {
+        let mut line = format!(
+            "epoch {:>3}  loss {:.4}  lr {:.2e}  {:.1}s",
+            r.epoch, r.train_loss, r.learning_rate, r.seconds
+        );
+        if let (Some(m), Some(d)) = (r.val_dice_mean, &r.val_dice) {
+            line.push_str(&format!("  val Dice {m:.4} ("));
+            let parts: Vec<String> = self
+                .label_names
+                .iter()
+                .filter_map(|(id, n)| d.get(id).map(|v| format!("{n} {v:.3}")))
+                .collect();
+            line.push_str(&parts.join(", "));
+            line.push(')');
+        }
+        if let Some(eb) = &self.epoch_bar {
+            eb.set_position(r.epoch as u64);
+            if let Some(m) = r.val_dice_mean {
+                eb.set_message(format!("val Dice {m:.3}"));
+            }
+        }
+        if let Some(ib) = self.iter_bar.take() {
+            ib.finish_and_clear();
+        }
+        self.print(&line);
+    }
+}
+
+/// Ctrl-C sets the flag (training saves `last` and stops); a second Ctrl-C exits at once.
+pub fn install_interrupt() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    let _ = ctrlc::set_handler(move || {
+        if f.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!(
+            "\ninterrupt: finishing the current step and saving checkpoint_last.bpk (Ctrl-C again to quit now)"
+        );
+    });
+    flag
+}
+
+pub fn label_names_of(cfg: &ExperimentConfig) -> Vec<(String, String)> {
+    medseg_volume::dataset::Dataset::open(&cfg.dataset_dir())
+        .map(|d| {
+            let mut v: Vec<(u16, String)> = d
+                .labels
+                .iter()
+                .filter(|(_, id)| **id != 0)
+                .map(|(n, id)| (*id, n.clone()))
+                .collect();
+            v.sort();
+            v.into_iter().map(|(id, n)| (id.to_string(), n)).collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn run_with(
+    cfg: &ExperimentConfig,
+    resume: bool,
+    device: &str,
+    interrupt: Arc<AtomicBool>,
+) -> Result<TrainSummary> {
+    let mut obs = Observer::new(label_names_of(cfg));
+    let opts = TrainOptions {
+        resume,
+        device: device.to_string(),
+        interrupt,
+    };
+    let result = medseg_train::train(cfg, &opts, &mut obs);
+    obs.finish();
+    Ok(result?)
+}
+
+pub fn run(args: &TrainArgs) -> Result<()> {
+    let cfg = ExperimentConfig::load(&args.config, &args.set)
+        .with_context(|| format!("loading {}", args.config.display()))?;
+    let interrupt = install_interrupt();
+    let s = run_with(&cfg, args.resume, &args.device, interrupt)?;
+    print_summary(&s);
+    Ok(())
+}
+
+pub fn print_summary(s: &TrainSummary) {
+    let mins = s.seconds / 60.0;
+    if s.interrupted {
+        eprintln!(
+            "interrupted after {} epochs ({mins:.1} min); resume with --resume",
+            s.epochs_done
+        );
+    } else {
+        eprintln!(
+            "trained {} epochs in {mins:.1} min{}",
+            s.epochs_done,
+            if s.early_stopped { " (early stop)" } else { "" }
+        );
+    }
+    if let (Some(d), Some(e)) = (s.best_dice, s.best_epoch) {
+        eprintln!("best validation Dice {d:.4} (foreground mean, epoch {e})");
+    }
+    if let Some(v) = &s.final_validation {
+        eprintln!(
+            "final validation (best weights, TTA as configured): foreground-mean Dice {:.4}",
+            v.foreground_mean
+        );
+    }
+    eprintln!("run directory: {}", s.run_dir.display());
+}
