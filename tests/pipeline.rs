@@ -1,0 +1,228 @@
+//! End to end through the binary: synth -> train (tiny, with resume) -> predict -> evaluate.
+
+use std::path::Path;
+use std::process::Command;
+
+fn medseg(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_medseg"))
+        .args(args)
+        .env("RAYON_NUM_THREADS", "2")
+        .output()
+        .expect("run medseg")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = medseg(args);
+    assert!(
+        out.status.success(),
+        "medseg {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn write_config(dir: &Path, name: &str, epochs: usize) -> std::path::PathBuf {
+    let text = format!(
+        r#"
+[data]
+dataset = "data"
+folds = 3
+fold = 0
+
+[model]
+dims = 3
+features = [4, 8, 16]
+deep_supervision = true
+
+[train]
+output = "{name}"
+patch_size = [16, 16, 16]
+batch_size = 2
+epochs = {epochs}
+iterations_per_epoch = 6
+learning_rate = 0.01
+schedule = "constant"
+seed = 7
+validation_interval = 1
+threads = 2
+
+[inference]
+tta = false
+"#
+    );
+    let p = dir.join(format!("{name}.toml"));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn log_losses(run: &Path) -> Vec<f64> {
+    let text = std::fs::read_to_string(run.join("train_log.csv")).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn synth_train_resume_predict_evaluate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let data = dir.join("data");
+    ok(&[
+        "synth",
+        "--out",
+        data.to_str().unwrap(),
+        "--cases",
+        "6",
+        "--test-cases",
+        "2",
+        "--size",
+        "24",
+        "--seed",
+        "3",
+    ]);
+
+    // A full 4-epoch run.
+    let full_cfg = write_config(dir, "full", 4);
+    ok(&["train", "--config", full_cfg.to_str().unwrap()]);
+    let full = dir.join("full");
+    for f in [
+        "config.toml",
+        "plan.json",
+        "splits.json",
+        "network.json",
+        "checkpoint_last.bpk",
+        "checkpoint_best.bpk",
+        "optimizer_last.bpk",
+        "model.safetensors",
+        "train_log.csv",
+        "curves.png",
+        "summary.json",
+        "training_state.json",
+    ] {
+        assert!(full.join(f).is_file(), "run directory lacks {f}");
+    }
+    let losses = log_losses(&full);
+    assert_eq!(losses.len(), 4);
+    assert!(losses[3] < losses[0], "loss did not decrease: {losses:?}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(full.join("summary.json")).unwrap()).unwrap();
+    assert!(
+        summary["final_validation"]["foreground_mean_dice"].is_number(),
+        "{summary}"
+    );
+
+    // The same experiment in two halves: 2 epochs, then --resume to 4.
+    let half_cfg = write_config(dir, "half", 2);
+    ok(&["train", "--config", half_cfg.to_str().unwrap()]);
+    assert_eq!(log_losses(&dir.join("half")).len(), 2);
+    ok(&[
+        "train",
+        "--config",
+        half_cfg.to_str().unwrap(),
+        "--resume",
+        "--set",
+        "train.epochs=4",
+    ]);
+    let resumed = log_losses(&dir.join("half"));
+    assert_eq!(resumed.len(), 4);
+    // Same seed, same machine: the same loss curve, interrupted or not. (The schedule is
+    // constant, so the longer second half does not change the learning rates.)
+    for (a, b) in losses.iter().zip(&resumed) {
+        assert!(
+            (a - b).abs() <= 1e-4 * a.abs(),
+            "resume changed the curve: {losses:?} vs {resumed:?}"
+        );
+    }
+
+    // Predict the held-out cases: outputs carry the input's exact geometry.
+    let preds = dir.join("preds");
+    ok(&[
+        "predict",
+        "--model",
+        full.to_str().unwrap(),
+        "--input",
+        data.join("imagesTs").to_str().unwrap(),
+        "--output",
+        preds.to_str().unwrap(),
+        "--probabilities",
+    ]);
+    for case in ["case_006", "case_007"] {
+        let input = data.join("imagesTs").join(format!("{case}_0000.nii.gz"));
+        let pred = preds.join(format!("{case}.nii.gz"));
+        let hi = medseg_volume::read_header(&input).unwrap();
+        let hp = medseg_volume::read_header(&pred).unwrap();
+        assert_eq!(hi.srow, hp.srow);
+        assert_eq!(hi.quatern, hp.quatern);
+        assert_eq!(hi.qoffset, hp.qoffset);
+        assert_eq!(hi.pixdim[..4], hp.pixdim[..4]);
+        assert_eq!(
+            (hi.qform_code, hi.sform_code),
+            (hp.qform_code, hp.sform_code)
+        );
+        assert_eq!(hi.shape(), hp.shape());
+        assert!(
+            preds
+                .join("probabilities")
+                .join(format!("{case}.nii.gz"))
+                .is_file()
+        );
+    }
+    // --resume skips what exists.
+    let out = medseg(&[
+        "predict",
+        "--model",
+        full.to_str().unwrap(),
+        "--input",
+        data.join("imagesTs").to_str().unwrap(),
+        "--output",
+        preds.to_str().unwrap(),
+        "--resume",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("2 skipped"));
+
+    // Evaluate through the binary.
+    let json = ok(&[
+        "evaluate",
+        "--pred",
+        preds.to_str().unwrap(),
+        "--gt",
+        data.join("labelsTs").to_str().unwrap(),
+        "--labels",
+        data.join("dataset.json").to_str().unwrap(),
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["cases"].as_array().unwrap().len(), 2);
+    assert!(v["summary"]["1"]["dice"]["mean"].is_number());
+}
+
+#[test]
+fn bad_configs_give_one_line_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("bad.toml");
+    std::fs::write(&p, "[data]\ndataset = \"x\"\n[train]\nepochz = 3\n").unwrap();
+    let out = medseg(&["train", "--config", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("epochz") && err.contains("bad.toml"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    std::fs::write(&p, "[data]\ndataset = \"missing\"\n").unwrap();
+    let out = medseg(&["train", "--config", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("dataset.json"));
+
+    let out = medseg(&[
+        "predict",
+        "--model",
+        tmp.path().to_str().unwrap(),
+        "--input",
+        ".",
+        "--output",
+        "o",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("config.toml"));
+}
