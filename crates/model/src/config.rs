@@ -7,6 +7,9 @@ use crate::shapes;
 use medseg_config::{BottleneckKind, ModelConfig, NormKind};
 use serde::{Deserialize, Serialize};
 
+/// Largest token count of a transformer bottleneck (its attention maps grow with the square).
+pub const MAX_TRANSFORMER_TOKENS: usize = 16384;
+
 /// How an encoder stage halves (or otherwise shrinks) its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -229,6 +232,16 @@ impl UNetConfig {
             patch_size: patch,
         };
         cfg.validate_patch(&cfg.patch_size)?;
+        if matches!(cfg.bottleneck, Bottleneck::Transformer { .. }) {
+            let b = cfg.bottleneck_size();
+            let tokens: usize = b.iter().product();
+            if tokens > MAX_TRANSFORMER_TOKENS {
+                return Err(ModelError::Config(format!(
+                    "the transformer bottleneck would attend over {tokens} tokens (bottleneck {:?}); at most {MAX_TRANSFORMER_TOKENS}: add stages or use a smaller patch",
+                    shapes::strip(&cfg, &b)
+                )));
+            }
+        }
         Ok(cfg)
     }
 

@@ -101,6 +101,10 @@ impl NetworkReport {
             parameters,
             &cfg.patch_size,
             cfg.in_channels,
+            match &cfg.bottleneck {
+                Bottleneck::Transformer { heads, .. } => *heads,
+                _ => 0,
+            },
         );
         Ok(Self {
             dims: cfg.dims,

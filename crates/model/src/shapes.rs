@@ -287,7 +287,9 @@ pub fn receptive_field(cfg: &UNetConfig, layers: &[LayerShape]) -> Option<[usize
 /// Rough training memory for one batch in bytes: autodiff keeps about four tensors of each
 /// convolution's output size alive (conv output, the norm's normalized and affine outputs, the
 /// activation), one per pooling / upsampling / concatenation / gate output, six per
-/// transformer token map; plus parameters, gradients and Adam's two moments (4 x parameters).
+/// transformer token map plus the MLP's hidden map (4 C per token, twice) and three
+/// `heads x N x N` attention maps per transformer layer (`attention_heads`, 0 without a
+/// transformer); plus parameters, gradients and Adam's two moments (4 x parameters).
 /// f32 throughout. Calibrated against `medseg bench train-step` peak RSS to within a factor ~1.5.
 pub fn train_memory_bytes(
     layers: &[LayerShape],
@@ -295,6 +297,7 @@ pub fn train_memory_bytes(
     parameters: usize,
     input: &[usize; 3],
     in_channels: usize,
+    attention_heads: usize,
 ) -> u64 {
     let mut floats: u64 = (in_channels * input.iter().product::<usize>()) as u64;
     for l in layers {
@@ -302,7 +305,10 @@ pub fn train_memory_bytes(
         floats += elems
             * match l.kind {
                 LayerKind::Conv => 4,
-                LayerKind::Transformer => 6,
+                LayerKind::Transformer => {
+                    let tokens = (l.out[1] * l.out[2] * l.out[3]) as u64;
+                    6 + 8 + 3 * attention_heads as u64 * tokens / l.out[0].max(1) as u64
+                }
                 LayerKind::Head => 3,
                 _ => 1,
             };
