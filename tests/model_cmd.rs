@@ -12,7 +12,7 @@ fn inspect_config_json_and_invalid_patch() {
     let cfg = dir.path().join("exp.toml");
     std::fs::write(
         &cfg,
-        "[data]\ndataset = \"nowhere\"\n[model]\ndims = 2\nfeatures = [8, 16, 32]\nresidual = true\nin_channels = 2\nnum_classes = 4\n[train]\npatch_size = [64, 48]\nbatch_size = 4\n",
+        "[data]\ndataset = \"nowhere\"\n[model]\ndims = 2\nfeatures = [8, 16, 32]\nresidual = true\nin_channels = 2\nnum_classes = 4\n[train]\npatch_size = [48, 64]\nbatch_size = 4\n",
     )
     .unwrap();
     let out = medseg()

@@ -51,9 +51,18 @@ pub fn run_inspect_config(args: &InspectConfigArgs) -> Result<()> {
     }
     let in_channels = in_channels.unwrap_or(1);
     let classes = classes.unwrap_or(2);
-    let patch = match &cfg.train.patch_size {
-        Some(p) => p.clone(),
-        None => {
+    // The config writes the patch in (x, y, z) order like every other size; the network
+    // wants tensor order (z, y, x). A planned run's plan.json has the final patch.
+    let plan_path = cfg.output_dir().join("plan.json");
+    let planned = medseg_preprocess::Plan::load(&plan_path).ok();
+    let patch = match (&cfg.train.patch_size, planned) {
+        (Some(p), _) => p.iter().rev().copied().collect(),
+        (None, Some(plan)) => {
+            let p = plan.patch_size_kji();
+            notes.push(format!("patch size from {}", plan_path.display()));
+            if cfg.model.dims == 2 { vec![p[1], p[2]] } else { p.to_vec() }
+        }
+        (None, None) => {
             let p = if cfg.model.dims == 2 {
                 DEFAULT_PATCH_2D.to_vec()
             } else {

@@ -2,7 +2,7 @@
 //! benchmarks.
 //!
 //! Each case is a body-like ellipsoid holding two organs (label 1 `organ_a`, a bright large
-//! ellipsoid; label 2 `organ_b`, a dark small one) and 1-3 bright spherical lesions (label 3)
+//! ellipsoid; label 2 `organ_b`, a dark small one) and 1-3 bright spherical lesions (label 3, radius 5-9 mm)
 //! inside organ_a, with a smooth multiplicative bias field and Gaussian noise. Anatomy is
 //! defined in world millimetres and sampled at each voxel's world position, so cases with
 //! different (anisotropic) spacing, origins and directions (some LPS-flipped, some rotated
@@ -168,7 +168,7 @@ pub fn phantom(index: usize, cfg: &SynthConfig) -> (Volume<i16>, Volume<u16>) {
             let norm = dir.iter().map(|d| d * d).sum::<f64>().sqrt().max(1e-9);
             let r = rng.random_range(0.0..0.55);
             let c = [0, 1, 2].map(|a| organ_a.centre[a] + organ_a.semi[a] * r * dir[a] / norm);
-            let radius = rng.random_range(4.0..7.0);
+            let radius = rng.random_range(5.0..9.0);
             Ellipsoid {
                 centre: c,
                 semi: [radius; 3],
