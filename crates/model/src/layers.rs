@@ -17,6 +17,8 @@ use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor};
 use medseg_config::NormKind;
 
+use crate::fast_conv::{same_conv3d, use_fast_conv3d};
+
 /// Runs a 4D op on a `[B, C, 1, H, W]` tensor.
 #[inline]
 fn as_2d(x: Tensor<5>, f: impl FnOnce(Tensor<4>) -> Tensor<4>) -> Tensor<5> {
@@ -72,9 +74,35 @@ impl ConvNd {
         Self::new(dims, channels, [1; 3], [1; 3], 1, device)
     }
 
+    /// 3D convs with stride 1 on flex run the faster [`crate::fast_conv`] path (same result
+    /// within float rounding); `MEDSEG_CONV=burn` or any other case uses burn's `Conv3d`.
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
         match self {
-            ConvNd::D3(c) => c.forward(x),
+            ConvNd::D3(c) => {
+                let d = c.dilation[0];
+                let same_padding = c.padding
+                    == PaddingConfig3d::Explicit(
+                        d * (c.kernel_size[0] - 1) / 2,
+                        d * (c.kernel_size[1] - 1) / 2,
+                        d * (c.kernel_size[2] - 1) / 2,
+                    );
+                if c.groups == 1
+                    && c.dilation == [d; 3]
+                    && same_padding
+                    && use_fast_conv3d(&x.device(), c.kernel_size, c.stride)
+                {
+                    // weight before bias: parameters initialize lazily on first access, so
+                    // this keeps the RNG draws (hence the initial weights) of burn's Conv3d
+                    let weight = c.weight.val();
+                    let bias = match &c.bias {
+                        Some(b) => b.val(),
+                        None => Tensor::zeros([c.weight.dims()[0]], &x.device()),
+                    };
+                    same_conv3d(x, weight, bias, d)
+                } else {
+                    c.forward(x)
+                }
+            }
             ConvNd::D2(c) => as_2d(x, |x| c.forward(x)),
         }
     }

@@ -11,9 +11,11 @@
 pub mod bench;
 pub mod blocks;
 mod config;
+mod conv3d_kernel;
 pub mod convert;
 mod deep_supervision;
 mod error;
+pub mod fast_conv;
 pub mod io;
 pub mod layers;
 mod loss;

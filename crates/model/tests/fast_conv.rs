@@ -1,0 +1,193 @@
+//! The fast 3D conv (`medseg_model::fast_conv`) against burn's built-in `conv3d`: forward,
+//! input, weight and bias gradients on random inputs of several shapes, and a numerical
+//! gradient check on a tiny case.
+
+use medseg_model::burn::tensor::module::conv3d;
+use medseg_model::burn::tensor::ops::ConvOptions;
+use medseg_model::burn::tensor::{Device, Distribution, Tensor, TensorData};
+use medseg_model::fast_conv::{same_conv3d, use_fast_conv3d};
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap()
+}
+
+/// max |a - b| / max(1e-3 * max|b|... ) style check: relative to the largest reference value.
+fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+    let worst = got
+        .iter()
+        .zip(want)
+        .map(|(g, w)| (g - w).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        worst <= tol * scale,
+        "{what}: max |diff| {worst} > {tol} * {scale}"
+    );
+}
+
+struct Grads {
+    y: Vec<f32>,
+    dx: Vec<f32>,
+    dw: Vec<f32>,
+    db: Vec<f32>,
+}
+
+/// Output and gradients of `sum(conv(x, w, b) * r)` by either implementation.
+fn run(
+    fast: bool,
+    x: &Tensor<5>,
+    w: &Tensor<5>,
+    b: &Tensor<1>,
+    r: &Tensor<5>,
+    dilation: usize,
+) -> Grads {
+    let x = x.clone().require_grad();
+    let w = w.clone().require_grad();
+    let b = b.clone().require_grad();
+    let [_, _, k0, k1, k2] = w.dims();
+    let y = if fast {
+        same_conv3d(x.clone(), w.clone(), b.clone(), dilation)
+    } else {
+        let p = |k: usize| dilation * (k - 1) / 2;
+        conv3d(
+            x.clone(),
+            w.clone(),
+            Some(b.clone()),
+            ConvOptions::new([1; 3], [p(k0), p(k1), p(k2)], [dilation; 3], 1),
+        )
+    };
+    let loss = (y.clone() * r.clone()).sum();
+    let grads = loss.backward();
+    Grads {
+        y: values(y.inner()),
+        dx: values(x.grad(&grads).unwrap()),
+        dw: values(w.grad(&grads).unwrap()),
+        db: values(b.grad(&grads).unwrap()),
+    }
+}
+
+#[test]
+fn matches_burn_conv3d_forward_and_gradients() {
+    let device = Device::flex().autodiff();
+    device.seed(11);
+    // (batch, ci, co, [d, h, w], kernel, dilation)
+    let cases: &[(usize, usize, usize, [usize; 3], [usize; 3], usize)] = &[
+        (1, 1, 8, [7, 9, 11], [3, 3, 3], 1),
+        (2, 8, 8, [9, 10, 13], [3, 3, 3], 1),
+        (2, 16, 32, [5, 6, 7], [3, 3, 3], 1),
+        (1, 64, 64, [4, 5, 6], [3, 3, 3], 1),
+        (2, 32, 64, [3, 3, 3], [3, 3, 3], 1),
+        (1, 3, 5, [6, 9, 70], [1, 3, 3], 1),
+        (2, 16, 2, [5, 7, 6], [1, 1, 1], 1),
+        (1, 4, 6, [7, 7, 9], [3, 3, 3], 2),
+        (1, 2, 3, [1, 1, 1], [3, 3, 3], 1),
+    ];
+    for &(n, ci, co, [d, h, w], k, dil) in cases {
+        assert!(use_fast_conv3d(&device, k, [1; 3]) || std::env::var("MEDSEG_CONV").is_ok());
+        let dist = Distribution::Normal(0.0, 1.0);
+        let x = Tensor::<5>::random([n, ci, d, h, w], dist, &device);
+        let wt = Tensor::<5>::random([co, ci, k[0], k[1], k[2]], dist, &device);
+        let b = Tensor::<1>::random([co], dist, &device);
+        let r = Tensor::<5>::random([n, co, d, h, w], dist, &device);
+        let fast = run(true, &x, &wt, &b, &r, dil);
+        let reference = run(false, &x, &wt, &b, &r, dil);
+        let what = format!("n{n} ci{ci} co{co} {d}x{h}x{w} k{k:?} dil{dil}");
+        assert_close(&format!("{what} forward"), &fast.y, &reference.y, 1e-4);
+        assert_close(&format!("{what} dX"), &fast.dx, &reference.dx, 1e-4);
+        assert_close(&format!("{what} dW"), &fast.dw, &reference.dw, 1e-4);
+        assert_close(&format!("{what} dB"), &fast.db, &reference.db, 1e-4);
+    }
+}
+
+#[test]
+fn inference_device_matches_burn_conv3d() {
+    let device = Device::flex();
+    device.seed(5);
+    let dist = Distribution::Normal(0.0, 1.0);
+    let x = Tensor::<5>::random([2, 4, 6, 7, 5], dist, &device);
+    let w = Tensor::<5>::random([3, 4, 3, 3, 3], dist, &device);
+    let b = Tensor::<1>::random([3], dist, &device);
+    let fast = same_conv3d(x.clone(), w.clone(), b.clone(), 1);
+    let reference = conv3d(x, w, Some(b), ConvOptions::new([1; 3], [1; 3], [1; 3], 1));
+    assert_close("inference", &values(fast), &values(reference), 1e-4);
+}
+
+/// Central differences of `L = sum(conv(x, w, b) * r)`. L is linear in each of x, w, b
+/// separately, so the central difference is exact up to f32 rounding for any step; a large
+/// step keeps that rounding small.
+#[test]
+fn gradients_match_central_differences() {
+    let device = Device::flex().autodiff();
+    let (n, ci, co, s) = (1, 2, 3, [3, 4, 5]);
+    let seq = |len: usize, a: f32| -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i as f32 * a).sin() * 0.8) + 0.1)
+            .collect()
+    };
+    let vol = s[0] * s[1] * s[2];
+    let xv = seq(n * ci * vol, 0.37);
+    let wv = seq(co * ci * 27, 0.91);
+    let bv = seq(co, 1.7);
+    let rv = seq(n * co * vol, 0.53);
+    let t5 = |v: &[f32], shape: [usize; 5]| {
+        Tensor::<5>::from_data(TensorData::new(v.to_vec(), shape), &device)
+    };
+    let x = t5(&xv, [n, ci, s[0], s[1], s[2]]);
+    let w = t5(&wv, [co, ci, 3, 3, 3]);
+    let b = Tensor::<1>::from_data(TensorData::new(bv.clone(), [co]), &device);
+    let r = t5(&rv, [n, co, s[0], s[1], s[2]]);
+    let g = run(true, &x, &w, &b, &r, 1);
+
+    let plain = Device::flex();
+    let loss = |xv: &[f32], wv: &[f32], bv: &[f32]| -> f64 {
+        let t = |v: &[f32], shape: [usize; 5]| {
+            Tensor::<5>::from_data(TensorData::new(v.to_vec(), shape), &plain)
+        };
+        let y = same_conv3d(
+            t(xv, [n, ci, s[0], s[1], s[2]]),
+            t(wv, [co, ci, 3, 3, 3]),
+            Tensor::<1>::from_data(TensorData::new(bv.to_vec(), [co]), &plain),
+            1,
+        );
+        values(y)
+            .iter()
+            .zip(&rv)
+            .map(|(a, b)| *a as f64 * *b as f64)
+            .sum()
+    };
+    let h = 0.5f32;
+    let check = |name: &str, analytic: &[f32], which: usize| {
+        let len = analytic.len();
+        for i in (0..len).step_by((len / 17).max(1)) {
+            let (mut xp, mut wp, mut bp) = (xv.clone(), wv.clone(), bv.clone());
+            let (mut xm, mut wm, mut bm) = (xv.clone(), wv.clone(), bv.clone());
+            match which {
+                0 => {
+                    xp[i] += h;
+                    xm[i] -= h;
+                }
+                1 => {
+                    wp[i] += h;
+                    wm[i] -= h;
+                }
+                _ => {
+                    bp[i] += h;
+                    bm[i] -= h;
+                }
+            }
+            let numeric = (loss(&xp, &wp, &bp) - loss(&xm, &wm, &bm)) / (2.0 * h as f64);
+            let a = analytic[i] as f64;
+            assert!(
+                (numeric - a).abs() <= 1e-3 * (1.0 + a.abs()),
+                "{name}[{i}]: analytic {a} vs numeric {numeric}"
+            );
+        }
+    };
+    check("dX", &g.dx, 0);
+    check("dW", &g.dw, 1);
+    check("dB", &g.db, 2);
+}

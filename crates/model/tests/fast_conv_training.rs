@@ -1,0 +1,78 @@
+//! A 3D UNet trained for 10 Adam steps (Dice+CE) with the fast conv follows the same loss curve
+//! as with burn's built-in conv. Its own test binary: it flips the process-wide conv switch.
+
+use medseg_config::ModelConfig;
+use medseg_model::burn::module::Module;
+use medseg_model::burn::optim::{AdamConfig, GradientsParams};
+use medseg_model::burn::tensor::{Device, Distribution, Int, Tensor};
+use medseg_model::fast_conv::{ConvImpl, set_conv_impl};
+use medseg_model::{DeepSupervisionLoss, SegLoss, UNetConfig};
+
+/// Losses of 10 steps and the final logits, from the same seed.
+fn train(choice: ConvImpl) -> (Vec<f32>, Vec<f32>) {
+    set_conv_impl(Some(choice));
+    let device = Device::flex().autodiff();
+    device.seed(3);
+    let m = ModelConfig {
+        dims: 3,
+        features: vec![4, 8, 16],
+        deep_supervision: true,
+        ..ModelConfig::default()
+    };
+    let cfg = UNetConfig::from_model_config(&m, 1, 3, &[16, 16, 12]).unwrap();
+    let mut model = cfg.init(&device);
+    let [d, h, w] = cfg.patch_size;
+    let x = Tensor::<5>::random([2, 1, d, h, w], Distribution::Normal(0.0, 1.0), &device);
+    // labels from the input (a learnable mapping), 3 classes
+    let labels: Tensor<4, Int> = (x.clone().reshape([2, d, h, w]) + 1.0)
+        .floor()
+        .clamp(0.0, 2.0)
+        .int();
+    let loss_fn = DeepSupervisionLoss::new(SegLoss::dice_ce(3), cfg.num_outputs());
+    let mut optim = AdamConfig::new().init();
+    let mut losses = Vec::new();
+    for _ in 0..10 {
+        let loss = loss_fn
+            .forward(model.forward_train(x.clone()), labels.clone())
+            .unwrap();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(1e-2, model, grads);
+        losses.push(loss.into_scalar::<f32>());
+    }
+    let logits = model
+        .valid()
+        .forward_logits(x.inner())
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap();
+    set_conv_impl(None);
+    (losses, logits)
+}
+
+#[test]
+fn training_curve_matches_burn_conv() {
+    let (burn_losses, burn_logits) = train(ConvImpl::Burn);
+    let (fast_losses, fast_logits) = train(ConvImpl::Fast);
+    // the curve must move, or the comparison says nothing
+    assert!(
+        burn_losses[9] < burn_losses[0] * 0.95,
+        "loss did not decrease: {burn_losses:?}"
+    );
+    for (i, (a, b)) in burn_losses.iter().zip(&fast_losses).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-3 * a.abs().max(1e-3),
+            "step {i}: burn {a} vs fast {b}\nburn {burn_losses:?}\nfast {fast_losses:?}"
+        );
+    }
+    let scale = burn_logits.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let worst = burn_logits
+        .iter()
+        .zip(&fast_logits)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        worst <= 1e-3 * scale,
+        "final logits differ by {worst} (scale {scale})"
+    );
+}
