@@ -1,13 +1,14 @@
 //! The building blocks of the UNet family: conv -> (dropout) -> norm -> LeakyReLU, plain and
 //! residual encoder stages, attention gates, the transformer bottleneck, decoder stages.
 
+use crate::fast_act::leaky_relu;
 use crate::layers::{ConvNd, ConvTransposeNd, Norm, max_pool};
 use burn::module::{Module, Param};
 use burn::nn::attention::{MhaInput, MultiHeadAttention, MultiHeadAttentionConfig};
 use burn::nn::{
     Dropout, DropoutConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
 };
-use burn::tensor::activation::{gelu, leaky_relu, relu, sigmoid};
+use burn::tensor::activation::{gelu, relu, sigmoid};
 use burn::tensor::{Device, Tensor};
 use medseg_config::NormKind;
 

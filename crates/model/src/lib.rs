@@ -15,6 +15,7 @@ mod conv3d_kernel;
 pub mod convert;
 mod deep_supervision;
 mod error;
+pub mod fast_act;
 pub mod fast_conv;
 pub mod io;
 pub mod layers;
