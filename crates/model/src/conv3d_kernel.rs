@@ -26,8 +26,10 @@ pub struct ConvShape {
     pub n: usize,
     pub ci: usize,
     pub co: usize,
+    /// Input size `[d, h, w]`.
     pub spatial: [usize; 3],
     pub kernel: [usize; 3],
+    pub stride: [usize; 3],
     pub dilation: usize,
 }
 
@@ -38,27 +40,45 @@ impl ConvShape {
     fn vol(&self) -> usize {
         self.spatial.iter().product()
     }
+    /// Output size: `(i + 2p - dil (k - 1) - 1) / s + 1` per axis.
+    pub fn out(&self) -> [usize; 3] {
+        std::array::from_fn(|a| {
+            let span = self.spatial[a] as isize + 2 * self.pad(a)
+                - (self.dilation * (self.kernel[a] - 1)) as isize
+                - 1;
+            if span < 0 {
+                0
+            } else {
+                span as usize / self.stride[a] + 1
+            }
+        })
+    }
+    fn out_vol(&self) -> usize {
+        self.out().iter().product()
+    }
     fn pad(&self, axis: usize) -> isize {
         (self.dilation * (self.kernel[axis] - 1) / 2) as isize
     }
     /// Rows per task: about 256 output positions per gemm column block.
     fn rows_per_block(&self) -> usize {
-        let [_, h, w] = self.spatial;
+        let [_, h, w] = self.out();
         256usize.div_ceil(w.max(1)).clamp(1, h.max(1))
     }
     fn tasks(&self) -> (usize, usize) {
         let rb = self.rows_per_block();
-        let blocks = self.spatial[1].div_ceil(rb);
-        (self.n * self.spatial[0] * blocks, blocks)
+        let [d, h, _] = self.out();
+        let blocks = h.div_ceil(rb);
+        (self.n * d * blocks, blocks)
     }
     /// (batch, depth plane, first row, row count) of task `t`.
     fn task(&self, t: usize, blocks: usize) -> (usize, usize, usize, usize) {
         let rb = self.rows_per_block();
+        let [d, h, _] = self.out();
         let b = t % blocks;
-        let z = (t / blocks) % self.spatial[0];
-        let n = t / blocks / self.spatial[0];
+        let z = (t / blocks) % d;
+        let n = t / blocks / d;
         let y0 = b * rb;
-        (n, z, y0, rb.min(self.spatial[1] - y0))
+        (n, z, y0, rb.min(h - y0))
     }
     /// The same convolution seen from the output gradient (input and output channels swapped).
     fn transposed(&self) -> Self {
@@ -77,8 +97,63 @@ struct SharedMut(*mut f32);
 unsafe impl Send for SharedMut {}
 unsafe impl Sync for SharedMut {}
 
-/// im2col of the output rows `y0 .. y0 + rows` of plane `z` of batch item `n` into
-/// `tile[K, rows * W]`. Out-of-volume taps are zero.
+/// Output columns `[lo, hi)` whose input column `xo * stride + off` lies in `[0, wi)`.
+fn x_range(wo: usize, wi: usize, stride: usize, off: isize) -> (usize, usize) {
+    let lo = if off >= 0 {
+        0
+    } else {
+        ((-off) as usize).div_ceil(stride)
+    };
+    let last = wi as isize - 1 - off;
+    let hi = if last < 0 {
+        0
+    } else {
+        (last as usize / stride + 1).min(wo)
+    };
+    (lo.min(hi), hi)
+}
+
+/// Calls `f(kidx, r, input_row_offset, off)` for every (tap, output row) whose input row is
+/// inside the volume, and `zero(kidx, r)` for the others. `input_row_offset` indexes `x`'s
+/// `[n, ci, iz, iy, 0]`; `off = dx * dil - p2` is the column offset of the tap.
+fn for_each_tap_row(
+    s: &ConvShape,
+    n: usize,
+    z: usize,
+    y0: usize,
+    rows: usize,
+    mut f: impl FnMut(usize, usize, usize, isize),
+    mut zero: impl FnMut(usize, usize),
+) {
+    let [d, h, w] = s.spatial;
+    let [k0, k1, k2] = s.kernel;
+    let dil = s.dilation as isize;
+    let (p0, p1, p2) = (s.pad(0), s.pad(1), s.pad(2));
+    let mut kidx = 0;
+    for ci in 0..s.ci {
+        let chan = (n * s.ci + ci) * d * h * w;
+        for dz in 0..k0 {
+            let iz = (z * s.stride[0]) as isize + dz as isize * dil - p0;
+            for dy in 0..k1 {
+                for dx in 0..k2 {
+                    let off = dx as isize * dil - p2;
+                    for r in 0..rows {
+                        let iy = ((y0 + r) * s.stride[1]) as isize + dy as isize * dil - p1;
+                        if iz < 0 || iz >= d as isize || iy < 0 || iy >= h as isize {
+                            zero(kidx, r);
+                        } else {
+                            f(kidx, r, chan + (iz as usize * h + iy as usize) * w, off);
+                        }
+                    }
+                    kidx += 1;
+                }
+            }
+        }
+    }
+}
+
+/// im2col of the output rows `y0 .. y0 + rows` of output plane `z` of batch item `n` into
+/// `tile[K, rows * Wo]`. Out-of-volume taps are zero.
 fn fill_tile(
     x: &[f32],
     s: &ConvShape,
@@ -88,77 +163,98 @@ fn fill_tile(
     rows: usize,
     tile: &mut [f32],
 ) {
-    let [d, h, w] = s.spatial;
-    let [k0, k1, k2] = s.kernel;
-    let dil = s.dilation as isize;
-    let (p0, p1, p2) = (s.pad(0), s.pad(1), s.pad(2));
-    let l = rows * w;
-    let wi = w as isize;
-    let mut kidx = 0;
-    for ci in 0..s.ci {
-        let chan = &x[(n * s.ci + ci) * d * h * w..][..d * h * w];
-        for dz in 0..k0 {
-            let iz = z as isize + dz as isize * dil - p0;
-            for dy in 0..k1 {
-                for dx in 0..k2 {
-                    let row = &mut tile[kidx * l..(kidx + 1) * l];
-                    kidx += 1;
-                    if iz < 0 || iz >= d as isize {
-                        row.fill(0.0);
-                        continue;
-                    }
-                    let plane = &chan[iz as usize * h * w..][..h * w];
-                    let shift = dx as isize * dil - p2;
-                    for r in 0..rows {
-                        let seg = &mut row[r * w..(r + 1) * w];
-                        let iy = (y0 + r) as isize + dy as isize * dil - p1;
-                        if iy < 0 || iy >= h as isize || shift.abs() >= wi {
-                            seg.fill(0.0);
-                            continue;
-                        }
-                        let src = &plane[iy as usize * w..][..w];
-                        // seg[xo] = src[xo + shift]
-                        if shift >= 0 {
-                            let s = shift as usize;
-                            seg[..w - s].copy_from_slice(&src[s..]);
-                            seg[w - s..].fill(0.0);
-                        } else {
-                            let s = (-shift) as usize;
-                            seg[..s].fill(0.0);
-                            seg[s..].copy_from_slice(&src[..w - s]);
-                        }
+    let wi = s.spatial[2];
+    let wo = s.out()[2];
+    let st = s.stride[2];
+    let l = rows * wo;
+    let tile = std::cell::RefCell::new(tile);
+    for_each_tap_row(
+        s,
+        n,
+        z,
+        y0,
+        rows,
+        |kidx, r, src, off| {
+            let mut t = tile.borrow_mut();
+            let seg = &mut t[kidx * l + r * wo..][..wo];
+            let (lo, hi) = x_range(wo, wi, st, off);
+            seg[..lo].fill(0.0);
+            seg[hi..].fill(0.0);
+            if lo < hi {
+                let first = (src as isize + (lo * st) as isize + off) as usize;
+                if st == 1 {
+                    seg[lo..hi].copy_from_slice(&x[first..first + (hi - lo)]);
+                } else {
+                    for (j, v) in seg[lo..hi].iter_mut().enumerate() {
+                        *v = x[first + j * st];
                     }
                 }
             }
-        }
-    }
+        },
+        |kidx, r| tile.borrow_mut()[kidx * l + r * wo..][..wo].fill(0.0),
+    );
+}
+
+/// The adjoint of [`fill_tile`]: adds `tile[K, rows * Wo]` into `dx` at the input positions
+/// the taps read.
+fn scatter_tile(
+    dx: *mut f32,
+    s: &ConvShape,
+    n: usize,
+    z: usize,
+    y0: usize,
+    rows: usize,
+    tile: &[f32],
+) {
+    let wi = s.spatial[2];
+    let wo = s.out()[2];
+    let st = s.stride[2];
+    let l = rows * wo;
+    for_each_tap_row(
+        s,
+        n,
+        z,
+        y0,
+        rows,
+        |kidx, r, dst, off| {
+            let seg = &tile[kidx * l + r * wo..][..wo];
+            let (lo, hi) = x_range(wo, wi, st, off);
+            let first = dst as isize + (lo * st) as isize + off;
+            for (j, &v) in seg[lo..hi].iter().enumerate() {
+                // SAFETY: the index is an in-volume input position (x_range / for_each_tap_row);
+                // the caller guarantees no concurrent task writes the same input plane.
+                unsafe { *dx.offset(first + (j * st) as isize) += v };
+            }
+        },
+        |_, _| {},
+    );
 }
 
 /// Forward convolution: `x` `[n, ci, d, h, w]`, `weight` `[co, K]` (the `[co, ci, k0, k1, k2]`
-/// tensor's memory), optional `bias` `[co]`. Returns `[n, co, d, h, w]`.
+/// tensor's memory), optional `bias` `[co]`. Returns `[n, co, out...]` ([`ConvShape::out`]).
 pub fn forward(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: &ConvShape) -> Vec<f32> {
-    let vol = s.vol();
     let k = s.k();
-    assert_eq!(x.len(), s.n * s.ci * vol, "conv3d input size");
+    let ovol = s.out_vol();
+    assert_eq!(x.len(), s.n * s.ci * s.vol(), "conv3d input size");
     assert_eq!(weight.len(), s.co * k, "conv3d weight size");
-    let mut out = vec![0.0f32; s.n * s.co * vol];
+    let mut out = vec![0.0f32; s.n * s.co * ovol];
     if out.is_empty() {
         return out;
     }
     let (ntasks, blocks) = s.tasks();
-    let [_, h, w] = s.spatial;
-    let lmax = s.rows_per_block() * w;
+    let [_, ho, wo] = s.out();
+    let lmax = s.rows_per_block() * wo;
     let dst = SharedMut(out.as_mut_ptr());
     (0..ntasks).into_par_iter().for_each_init(
         || vec![0.0f32; k * lmax],
         |tile, t| {
             let (n, z, y0, rows) = s.task(t, blocks);
-            let l = rows * w;
+            let l = rows * wo;
             fill_tile(x, s, n, z, y0, rows, tile);
-            let off = n * s.co * vol + z * h * w + y0 * w;
+            let off = n * s.co * ovol + (z * ho + y0) * wo;
             let dst = dst;
             // SAFETY: task t writes out[n, :, z, y0..y0+rows, :] only, disjoint across tasks;
-            // the strides below stay inside `out` (off + (co-1)*vol + l <= out.len()).
+            // the strides below stay inside `out` (off + (co-1)*ovol + l <= out.len()).
             unsafe {
                 let p = dst.0.add(off);
                 gemm(
@@ -167,7 +263,7 @@ pub fn forward(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: &ConvShape) -
                     k,
                     p,
                     1,
-                    vol as isize,
+                    ovol as isize,
                     false,
                     weight.as_ptr(),
                     1,
@@ -184,7 +280,7 @@ pub fn forward(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: &ConvShape) -
                 );
                 if let Some(b) = bias {
                     for (co, &bv) in b.iter().enumerate() {
-                        let row = std::slice::from_raw_parts_mut(p.add(co * vol), l);
+                        let row = std::slice::from_raw_parts_mut(p.add(co * ovol), l);
                         row.iter_mut().for_each(|v| *v += bv);
                     }
                 }
@@ -194,37 +290,102 @@ pub fn forward(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: &ConvShape) -
     out
 }
 
-/// Input gradient from the output gradient `grad` `[n, co, d, h, w]` and `weight`
+/// Input gradient from the output gradient `grad` `[n, co, out...]` and `weight`
 /// `[co, ci, k0, k1, k2]`. Returns `[n, ci, d, h, w]`.
 pub fn input_grad(grad: &[f32], weight: &[f32], s: &ConvShape) -> Vec<f32> {
-    let [k0, k1, k2] = s.kernel;
-    let kv = k0 * k1 * k2;
-    // wt[ci, co, k0-1-a, k1-1-b, k2-1-c] = w[co, ci, a, b, c]
-    let mut wt = vec![0.0f32; weight.len()];
-    for co in 0..s.co {
-        for ci in 0..s.ci {
-            let src = &weight[(co * s.ci + ci) * kv..][..kv];
-            let dst = &mut wt[(ci * s.co + co) * kv..][..kv];
-            for (i, &v) in src.iter().enumerate() {
-                dst[kv - 1 - i] = v;
+    assert_eq!(
+        grad.len(),
+        s.n * s.co * s.out_vol(),
+        "conv3d output gradient size"
+    );
+    if s.stride == [1; 3] && s.out() == s.spatial {
+        // stride 1, "same" padding: a forward conv with flipped, transposed weights
+        let [k0, k1, k2] = s.kernel;
+        let kv = k0 * k1 * k2;
+        // wt[ci, co, k0-1-a, k1-1-b, k2-1-c] = w[co, ci, a, b, c]
+        let mut wt = vec![0.0f32; weight.len()];
+        for co in 0..s.co {
+            for ci in 0..s.ci {
+                let src = &weight[(co * s.ci + ci) * kv..][..kv];
+                let dst = &mut wt[(ci * s.co + co) * kv..][..kv];
+                for (i, &v) in src.iter().enumerate() {
+                    dst[kv - 1 - i] = v;
+                }
             }
         }
+        return forward(grad, &wt, None, &s.transposed());
     }
-    forward(grad, &wt, None, &s.transposed())
+    col2im_input_grad(grad, weight, s)
+}
+
+/// Strided (or otherwise not size-preserving) input gradient: per output plane,
+/// `dcol[K, L] = Wᵀ · G[Co, L]` scattered into the input planes it reads. Output planes whose
+/// input planes overlap run in different phases (plane index modulo the overlap), so no two
+/// concurrent tasks write the same input plane.
+fn col2im_input_grad(grad: &[f32], weight: &[f32], s: &ConvShape) -> Vec<f32> {
+    let k = s.k();
+    let ovol = s.out_vol();
+    let mut dx = vec![0.0f32; s.n * s.ci * s.vol()];
+    let [dout, ho, wo] = s.out();
+    if dx.is_empty() || ovol == 0 {
+        return dx;
+    }
+    let l = ho * wo;
+    let reach = s.dilation * (s.kernel[0] - 1) + 1;
+    let phases = reach.div_ceil(s.stride[0]);
+    let ptr = SharedMut(dx.as_mut_ptr());
+    for phase in 0..phases {
+        let planes: Vec<(usize, usize)> = (0..s.n)
+            .flat_map(|n| (phase..dout).step_by(phases).map(move |z| (n, z)))
+            .collect();
+        planes.into_par_iter().for_each_init(
+            || vec![0.0f32; k * l],
+            |tile, (n, z)| {
+                let ptr = ptr;
+                // SAFETY: reads grad[n, :, z, :, :] (in bounds), writes the private tile; then
+                // scatters into input planes that no other task of this phase touches.
+                unsafe {
+                    gemm(
+                        k,
+                        l,
+                        s.co,
+                        tile.as_mut_ptr(),
+                        1,
+                        l as isize,
+                        false,
+                        weight.as_ptr(),
+                        k as isize,
+                        1,
+                        grad.as_ptr().add(n * s.co * ovol + z * l),
+                        1,
+                        ovol as isize,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        Parallelism::None,
+                    );
+                }
+                scatter_tile(ptr.0, s, n, z, 0, ho, tile);
+            },
+        );
+    }
+    dx
 }
 
 /// Weight gradient `[co, ci, k0, k1, k2]` from the input `x` and the output gradient `grad`.
 pub fn weight_grad(x: &[f32], grad: &[f32], s: &ConvShape) -> Vec<f32> {
-    let vol = s.vol();
+    let ovol = s.out_vol();
     let k = s.k();
-    assert_eq!(x.len(), s.n * s.ci * vol, "conv3d input size");
-    assert_eq!(grad.len(), s.n * s.co * vol, "conv3d output gradient size");
+    assert_eq!(x.len(), s.n * s.ci * s.vol(), "conv3d input size");
+    assert_eq!(grad.len(), s.n * s.co * ovol, "conv3d output gradient size");
     let (ntasks, blocks) = s.tasks();
-    if ntasks == 0 || vol == 0 {
+    if ntasks == 0 || ovol == 0 {
         return vec![0.0; s.co * k];
     }
-    let [_, h, w] = s.spatial;
-    let lmax = s.rows_per_block() * w;
+    let [_, ho, wo] = s.out();
+    let lmax = s.rows_per_block() * wo;
     // A fixed chunk count (not the thread count) keeps the summation order, hence the result,
     // independent of the machine.
     let nchunks = ntasks.min(32);
@@ -236,9 +397,9 @@ pub fn weight_grad(x: &[f32], grad: &[f32], s: &ConvShape) -> Vec<f32> {
             let (t0, t1) = (c * ntasks / nchunks, (c + 1) * ntasks / nchunks);
             for t in t0..t1 {
                 let (n, z, y0, rows) = s.task(t, blocks);
-                let l = rows * w;
+                let l = rows * wo;
                 fill_tile(x, s, n, z, y0, rows, &mut tile);
-                let off = n * s.co * vol + z * h * w + y0 * w;
+                let off = n * s.co * ovol + (z * ho + y0) * wo;
                 // SAFETY: reads grad[n, :, z, y0..y0+rows, :] (in bounds, as in `forward`),
                 // the first k*l entries of `tile`, and writes the private `acc`.
                 unsafe {
@@ -252,7 +413,7 @@ pub fn weight_grad(x: &[f32], grad: &[f32], s: &ConvShape) -> Vec<f32> {
                         true,
                         grad.as_ptr().add(off),
                         1,
-                        vol as isize,
+                        ovol as isize,
                         tile.as_ptr(),
                         l as isize,
                         1,
@@ -278,7 +439,7 @@ pub fn weight_grad(x: &[f32], grad: &[f32], s: &ConvShape) -> Vec<f32> {
 
 /// Bias gradient `[co]`: the output gradient summed over batch and space (f64 accumulation).
 pub fn bias_grad(grad: &[f32], s: &ConvShape) -> Vec<f32> {
-    let vol = s.vol();
+    let vol = s.out_vol();
     (0..s.co)
         .into_par_iter()
         .map(|co| {
@@ -299,22 +460,26 @@ mod tests {
     /// Direct (6-loop) convolution, the reference for the kernels.
     fn naive(x: &[f32], wt: &[f32], s: &ConvShape) -> Vec<f32> {
         let [d, h, w] = s.spatial;
+        let [od, oh, ow] = s.out();
         let [k0, k1, k2] = s.kernel;
         let dil = s.dilation as isize;
-        let mut out = vec![0.0f32; s.n * s.co * d * h * w];
+        let mut out = vec![0.0f32; s.n * s.co * od * oh * ow];
         for n in 0..s.n {
             for co in 0..s.co {
-                for z in 0..d {
-                    for y in 0..h {
-                        for xo in 0..w {
+                for z in 0..od {
+                    for y in 0..oh {
+                        for xo in 0..ow {
                             let mut acc = 0.0f64;
                             for ci in 0..s.ci {
                                 for a in 0..k0 {
                                     for b in 0..k1 {
                                         for c in 0..k2 {
-                                            let iz = z as isize + a as isize * dil - s.pad(0);
-                                            let iy = y as isize + b as isize * dil - s.pad(1);
-                                            let ix = xo as isize + c as isize * dil - s.pad(2);
+                                            let iz = (z * s.stride[0]) as isize + a as isize * dil
+                                                - s.pad(0);
+                                            let iy = (y * s.stride[1]) as isize + b as isize * dil
+                                                - s.pad(1);
+                                            let ix = (xo * s.stride[2]) as isize + c as isize * dil
+                                                - s.pad(2);
                                             if iz < 0
                                                 || iy < 0
                                                 || ix < 0
@@ -335,7 +500,7 @@ mod tests {
                                     }
                                 }
                             }
-                            out[(((n * s.co + co) * d + z) * h + y) * w + xo] = acc as f32;
+                            out[(((n * s.co + co) * od + z) * oh + y) * ow + xo] = acc as f32;
                         }
                     }
                 }
@@ -356,61 +521,63 @@ mod tests {
             .collect()
     }
 
+    fn shapes() -> Vec<ConvShape> {
+        let c = |n, ci, co, spatial, kernel, stride, dilation| ConvShape {
+            n,
+            ci,
+            co,
+            spatial,
+            kernel,
+            stride,
+            dilation,
+        };
+        vec![
+            c(2, 3, 5, [5, 7, 6], [3, 3, 3], [1, 1, 1], 1),
+            c(1, 2, 3, [4, 9, 70], [1, 3, 5], [1, 1, 1], 1),
+            c(1, 2, 2, [6, 5, 5], [3, 3, 3], [1, 1, 1], 2),
+            c(2, 4, 3, [3, 4, 5], [1, 1, 1], [1, 1, 1], 1),
+            c(2, 3, 4, [8, 7, 9], [3, 3, 3], [2, 2, 2], 1),
+            c(1, 2, 3, [5, 8, 6], [3, 3, 3], [1, 2, 2], 1),
+            c(1, 3, 2, [6, 6, 7], [1, 1, 1], [2, 2, 2], 1),
+            c(1, 2, 2, [9, 9, 9], [3, 3, 3], [3, 2, 2], 2),
+        ]
+    }
+
+    fn dot(a: &[f32], b: &[f32]) -> f64 {
+        a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum()
+    }
+
     #[test]
     fn forward_matches_direct_convolution() {
-        for (s, seed) in [
-            (
-                ConvShape {
-                    n: 2,
-                    ci: 3,
-                    co: 5,
-                    spatial: [5, 7, 6],
-                    kernel: [3, 3, 3],
-                    dilation: 1,
-                },
-                1,
-            ),
-            (
-                ConvShape {
-                    n: 1,
-                    ci: 2,
-                    co: 3,
-                    spatial: [4, 9, 70],
-                    kernel: [1, 3, 5],
-                    dilation: 1,
-                },
-                2,
-            ),
-            (
-                ConvShape {
-                    n: 1,
-                    ci: 2,
-                    co: 2,
-                    spatial: [6, 5, 5],
-                    kernel: [3, 3, 3],
-                    dilation: 2,
-                },
-                3,
-            ),
-            (
-                ConvShape {
-                    n: 2,
-                    ci: 4,
-                    co: 3,
-                    spatial: [3, 4, 5],
-                    kernel: [1, 1, 1],
-                    dilation: 1,
-                },
-                4,
-            ),
-        ] {
+        for (i, s) in shapes().into_iter().enumerate() {
+            let seed = i as u64;
             let x = lcg(s.n * s.ci * s.vol(), seed);
             let wt = lcg(s.co * s.k(), seed + 10);
             let got = forward(&x, &wt, None, &s);
             let want = naive(&x, &wt, &s);
+            assert_eq!(got.len(), want.len());
             for (g, w) in got.iter().zip(&want) {
                 assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "{s:?}: {g} vs {w}");
             }
+        }
+    }
+
+    /// The gradients are the adjoints of the (bilinear) forward map:
+    /// `<conv(x, w), g> = <x, dX(g, w)> = <w, dW(x, g)>`.
+    #[test]
+    fn gradients_are_adjoints_of_the_forward() {
+        for (i, s) in shapes().into_iter().enumerate() {
+            let seed = 100 + i as u64;
+            let x = lcg(s.n * s.ci * s.vol(), seed);
+            let wt = lcg(s.co * s.k(), seed + 1);
+            let g = lcg(s.n * s.co * s.out_vol(), seed + 2);
+            let y = naive(&x, &wt, &s);
+            let lhs = dot(&y, &g);
+            let via_dx = dot(&x, &input_grad(&g, &wt, &s));
+            let via_dw = dot(&wt, &weight_grad(&x, &g, &s));
+            let tol = 1e-4 * (1.0 + lhs.abs());
+            assert!((lhs - via_dx).abs() <= tol, "{s:?}: dX {lhs} vs {via_dx}");
+            assert!((lhs - via_dw).abs() <= tol, "{s:?}: dW {lhs} vs {via_dw}");
         }
     }
 }

@@ -1,10 +1,10 @@
 //! A faster 3D "same" convolution for the flex backend, plugged into burn as a backend
 //! extension op with its own backward pass (kernels in [`crate::conv3d_kernel`]).
 //!
-//! Covered: 3D, stride 1, odd kernels (any per-axis size, e.g. 3x3x3, 1x3x3, 1x1x1), padding
-//! `dilation * (k - 1) / 2`, any dilation, one group, f32, flex device (with or without
-//! autodiff). Everything else — other devices, other dtypes, strided convs, transposed convs,
-//! 2D convs — goes to burn's built-in `conv3d` (see [`use_fast_conv3d`]).
+//! Covered: 3D, odd kernels (any per-axis size, e.g. 3x3x3, 1x3x3, 1x1x1), padding
+//! `dilation * (k - 1) / 2`, any stride (strided downsampling convs included), any dilation, one
+//! group, f32, flex device (with or without autodiff). Everything else — other devices, other
+//! dtypes, transposed convs, 2D convs — goes to burn's built-in ops (see [`use_fast_conv3d`]).
 //!
 //! Switch: the environment variable `MEDSEG_CONV=burn` turns this path off (burn's conv
 //! everywhere), for comparison and as an escape hatch; any other value or no variable keeps it on.
@@ -27,9 +27,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use crate::conv3d_kernel::{self, ConvShape};
 
 /// burn's own conv options for the "same" conv with this weight shape.
-fn same_options(weight_shape: &[usize], dilation: usize) -> ConvOptions<3> {
+fn same_options(weight_shape: &[usize], stride: [usize; 3], dilation: usize) -> ConvOptions<3> {
     let p = |a: usize| dilation * (weight_shape[2 + a] - 1) / 2;
-    ConvOptions::new([1; 3], [p(0), p(1), p(2)], [dilation; 3], 1)
+    ConvOptions::new(stride, [p(0), p(1), p(2)], [dilation; 3], 1)
 }
 
 /// Backend extension: the "same" conv and its three gradients. The default bodies are burn's
@@ -37,14 +37,16 @@ fn same_options(weight_shape: &[usize], dilation: usize) -> ConvOptions<3> {
 /// inner calls never reach them because `Flex` overrides all four).
 #[backend_extension(Flex, Autodiff)]
 pub trait SameConv3dBackend: Backend {
-    /// `x` `[n, ci, d, h, w]`, `weight` `[co, ci, k0, k1, k2]` (odd sizes), `bias` `[co]`.
+    /// `x` `[n, ci, d, h, w]`, `weight` `[co, ci, k0, k1, k2]` (odd sizes), `bias` `[co]`;
+    /// padding `dilation * (k - 1) / 2` per axis.
     fn same_conv3d(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
+        stride: [usize; 3],
         dilation: usize,
     ) -> FloatTensor<Self> {
-        let opts = same_options(&weight.shape(), dilation);
+        let opts = same_options(&weight.shape(), stride, dilation);
         Self::conv3d(x, weight, Some(bias), opts)
     }
 
@@ -53,9 +55,10 @@ pub trait SameConv3dBackend: Backend {
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         grad: FloatTensor<Self>,
+        stride: [usize; 3],
         dilation: usize,
     ) -> FloatTensor<Self> {
-        let opts = same_options(&weight.shape(), dilation);
+        let opts = same_options(&weight.shape(), stride, dilation);
         Self::conv3d_x_backward(x, weight, grad, opts)
     }
 
@@ -64,9 +67,10 @@ pub trait SameConv3dBackend: Backend {
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         grad: FloatTensor<Self>,
+        stride: [usize; 3],
         dilation: usize,
     ) -> FloatTensor<Self> {
-        let opts = same_options(&weight.shape(), dilation);
+        let opts = same_options(&weight.shape(), stride, dilation);
         Self::conv3d_weight_backward(x, weight, grad, opts)
     }
 
@@ -93,7 +97,7 @@ fn flex_tensor(data: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(data, shape))
 }
 
-fn conv_shape(x: &FlexTensor, w: &FlexTensor, dilation: usize) -> ConvShape {
+fn conv_shape(x: &FlexTensor, w: &FlexTensor, stride: [usize; 3], dilation: usize) -> ConvShape {
     let xs = x.shape();
     let ws = w.shape();
     ConvShape {
@@ -102,6 +106,7 @@ fn conv_shape(x: &FlexTensor, w: &FlexTensor, dilation: usize) -> ConvShape {
         co: ws[0],
         spatial: [xs[2], xs[3], xs[4]],
         kernel: [ws[2], ws[3], ws[4]],
+        stride,
         dilation,
     }
 }
@@ -115,13 +120,14 @@ impl SameConv3dBackend for Flex {
         x: FlexTensor,
         weight: FlexTensor,
         bias: FlexTensor,
+        stride: [usize; 3],
         dilation: usize,
     ) -> FlexTensor {
         if !all_f32(&[&x, &weight, &bias]) {
-            let opts = same_options(&weight.shape(), dilation);
+            let opts = same_options(&weight.shape(), stride, dilation);
             return Self::conv3d(x, weight, Some(bias), opts);
         }
-        let s = conv_shape(&x, &weight, dilation);
+        let s = conv_shape(&x, &weight, stride, dilation);
         let (x, w, b) = (f32_data(&x), f32_data(&weight), f32_data(&bias));
         let out = conv3d_kernel::forward(
             x.storage::<f32>(),
@@ -129,7 +135,7 @@ impl SameConv3dBackend for Flex {
             Some(b.storage::<f32>()),
             &s,
         );
-        let [d, h, wd] = s.spatial;
+        let [d, h, wd] = s.out();
         flex_tensor(out, vec![s.n, s.co, d, h, wd])
     }
 
@@ -137,13 +143,14 @@ impl SameConv3dBackend for Flex {
         x: FlexTensor,
         weight: FlexTensor,
         grad: FlexTensor,
+        stride: [usize; 3],
         dilation: usize,
     ) -> FlexTensor {
         if !all_f32(&[&x, &weight, &grad]) {
-            let opts = same_options(&weight.shape(), dilation);
+            let opts = same_options(&weight.shape(), stride, dilation);
             return Self::conv3d_x_backward(x, weight, grad, opts);
         }
-        let s = conv_shape(&x, &weight, dilation);
+        let s = conv_shape(&x, &weight, stride, dilation);
         let (w, g) = (f32_data(&weight), f32_data(&grad));
         let dx = conv3d_kernel::input_grad(g.storage::<f32>(), w.storage::<f32>(), &s);
         flex_tensor(dx, x.shape().to_vec())
@@ -153,13 +160,14 @@ impl SameConv3dBackend for Flex {
         x: FlexTensor,
         weight: FlexTensor,
         grad: FlexTensor,
+        stride: [usize; 3],
         dilation: usize,
     ) -> FlexTensor {
         if !all_f32(&[&x, &weight, &grad]) {
-            let opts = same_options(&weight.shape(), dilation);
+            let opts = same_options(&weight.shape(), stride, dilation);
             return Self::conv3d_weight_backward(x, weight, grad, opts);
         }
-        let s = conv_shape(&x, &weight, dilation);
+        let s = conv_shape(&x, &weight, stride, dilation);
         let (xc, g) = (f32_data(&x), f32_data(&grad));
         let dw = conv3d_kernel::weight_grad(xc.storage::<f32>(), g.storage::<f32>(), &s);
         flex_tensor(dw, weight.shape().to_vec())
@@ -176,6 +184,7 @@ impl SameConv3dBackend for Flex {
             co: gs[1],
             spatial: [gs[2], gs[3], gs[4]],
             kernel: [1; 3],
+            stride: [1; 3],
             dilation: 1,
         };
         let g = f32_data(&grad);
@@ -188,8 +197,8 @@ impl SameConv3dBackend for Flex {
 struct SameConv3dBackward;
 
 impl<B: Backend + SameConv3dBackend> Backward<B, 3> for SameConv3dBackward {
-    /// (input, weight, bias checkpoints, dilation)
-    type State = (NodeId, NodeId, NodeId, usize);
+    /// (input, weight, bias checkpoints, stride, dilation)
+    type State = (NodeId, NodeId, NodeId, [usize; 3], usize);
 
     fn backward(
         self,
@@ -199,16 +208,16 @@ impl<B: Backend + SameConv3dBackend> Backward<B, 3> for SameConv3dBackward {
     ) {
         let [node_x, node_w, node_b] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (x_state, w_state, b_state, dilation) = ops.state;
+        let (x_state, w_state, b_state, stride, dilation) = ops.state;
         let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
         let w = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(w_state);
         let b = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(b_state);
         if let Some(node) = node_x {
-            let g = B::same_conv3d_x_backward(x.clone(), w.clone(), grad.clone(), dilation);
+            let g = B::same_conv3d_x_backward(x.clone(), w.clone(), grad.clone(), stride, dilation);
             grads.register::<B>(node.id, g);
         }
         if let Some(node) = node_w {
-            let g = B::same_conv3d_weight_backward(x.clone(), w, grad.clone(), dilation);
+            let g = B::same_conv3d_weight_backward(x.clone(), w, grad.clone(), stride, dilation);
             grads.register::<B>(node.id, g);
         }
         if let Some(node) = node_b {
@@ -223,6 +232,7 @@ impl<B: Backend + SameConv3dBackend, C: CheckpointStrategy> SameConv3dBackend fo
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
+        stride: [usize; 3],
         dilation: usize,
     ) -> FloatTensor<Self> {
         match SameConv3dBackward
@@ -235,11 +245,12 @@ impl<B: Backend + SameConv3dBackend, C: CheckpointStrategy> SameConv3dBackend fo
                 let ws = prep.checkpoint(&weight);
                 let bs = prep.checkpoint(&bias);
                 prep.finish(
-                    (xs, ws, bs, dilation),
+                    (xs, ws, bs, stride, dilation),
                     B::same_conv3d(
                         x.into_primitive(),
                         weight.into_primitive(),
                         bias.into_primitive(),
+                        stride,
                         dilation,
                     ),
                 )
@@ -248,6 +259,7 @@ impl<B: Backend + SameConv3dBackend, C: CheckpointStrategy> SameConv3dBackend fo
                 x.into_primitive(),
                 weight.into_primitive(),
                 bias.into_primitive(),
+                stride,
                 dilation,
             )),
         }
@@ -295,11 +307,10 @@ pub fn conv_impl() -> ConvImpl {
     }
 }
 
-/// Whether the fast path handles a conv with this kernel/stride on this device: flex (plain or
-/// autodiff), stride 1, odd kernel sizes, and the switch not set to `burn`.
-pub fn use_fast_conv3d(device: &Device, kernel: [usize; 3], stride: [usize; 3]) -> bool {
+/// Whether the fast path handles a conv with this kernel on this device: flex (plain or
+/// autodiff), odd kernel sizes, and the switch not set to `burn` (any stride).
+pub fn use_fast_conv3d(device: &Device, kernel: [usize; 3]) -> bool {
     conv_impl() == ConvImpl::Fast
-        && stride == [1; 3]
         && kernel.iter().all(|k| k % 2 == 1)
         && matches!(
             device.clone().without_autodiff().as_dispatch(),
@@ -307,13 +318,20 @@ pub fn use_fast_conv3d(device: &Device, kernel: [usize; 3], stride: [usize; 3]) 
         )
 }
 
-/// The "same" conv through the fast path. The caller checks [`use_fast_conv3d`] first (other
+/// The padded conv through the fast path (padding `dilation * (k - 1) / 2`). The caller checks [`use_fast_conv3d`] first (other
 /// devices have no route and would panic in burn's dispatch).
-pub fn same_conv3d(x: Tensor<5>, weight: Tensor<5>, bias: Tensor<1>, dilation: usize) -> Tensor<5> {
+pub fn same_conv3d(
+    x: Tensor<5>,
+    weight: Tensor<5>,
+    bias: Tensor<1>,
+    stride: [usize; 3],
+    dilation: usize,
+) -> Tensor<5> {
     let out = <Dispatch as SameConv3dBackend>::same_conv3d(
         x.into_dispatch(),
         weight.into_dispatch(),
         bias.into_dispatch(),
+        stride,
         dilation,
     );
     Tensor::from_dispatch(out)

@@ -74,8 +74,8 @@ impl ConvNd {
         Self::new(dims, channels, [1; 3], [1; 3], 1, device)
     }
 
-    /// 3D convs with stride 1 on flex run the faster [`crate::fast_conv`] path (same result
-    /// within float rounding); `MEDSEG_CONV=burn` or any other case uses burn's `Conv3d`.
+    /// 3D convs on flex run the faster [`crate::fast_conv`] path (same result within float
+    /// rounding); `MEDSEG_CONV=burn`, other devices and 2D convs use burn's own conv.
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
         match self {
             ConvNd::D3(c) => {
@@ -89,7 +89,7 @@ impl ConvNd {
                 if c.groups == 1
                     && c.dilation == [d; 3]
                     && same_padding
-                    && use_fast_conv3d(&x.device(), c.kernel_size, c.stride)
+                    && use_fast_conv3d(&x.device(), c.kernel_size)
                 {
                     // weight before bias: parameters initialize lazily on first access, so
                     // this keeps the RNG draws (hence the initial weights) of burn's Conv3d
@@ -98,7 +98,7 @@ impl ConvNd {
                         Some(b) => b.val(),
                         None => Tensor::zeros([c.weight.dims()[0]], &x.device()),
                     };
-                    same_conv3d(x, weight, bias, d)
+                    same_conv3d(x, weight, bias, c.stride, d)
                 } else {
                     c.forward(x)
                 }

@@ -43,6 +43,7 @@ fn run(
     w: &Tensor<5>,
     b: &Tensor<1>,
     r: &Tensor<5>,
+    stride: [usize; 3],
     dilation: usize,
 ) -> Grads {
     let x = x.clone().require_grad();
@@ -50,14 +51,14 @@ fn run(
     let b = b.clone().require_grad();
     let [_, _, k0, k1, k2] = w.dims();
     let y = if fast {
-        same_conv3d(x.clone(), w.clone(), b.clone(), dilation)
+        same_conv3d(x.clone(), w.clone(), b.clone(), stride, dilation)
     } else {
         let p = |k: usize| dilation * (k - 1) / 2;
         conv3d(
             x.clone(),
             w.clone(),
             Some(b.clone()),
-            ConvOptions::new([1; 3], [p(k0), p(k1), p(k2)], [dilation; 3], 1),
+            ConvOptions::new(stride, [p(k0), p(k1), p(k2)], [dilation; 3], 1),
         )
     };
     let loss = (y.clone() * r.clone()).sum();
@@ -74,28 +75,44 @@ fn run(
 fn matches_burn_conv3d_forward_and_gradients() {
     let device = Device::flex().autodiff();
     device.seed(11);
-    // (batch, ci, co, [d, h, w], kernel, dilation)
-    let cases: &[(usize, usize, usize, [usize; 3], [usize; 3], usize)] = &[
-        (1, 1, 8, [7, 9, 11], [3, 3, 3], 1),
-        (2, 8, 8, [9, 10, 13], [3, 3, 3], 1),
-        (2, 16, 32, [5, 6, 7], [3, 3, 3], 1),
-        (1, 64, 64, [4, 5, 6], [3, 3, 3], 1),
-        (2, 32, 64, [3, 3, 3], [3, 3, 3], 1),
-        (1, 3, 5, [6, 9, 70], [1, 3, 3], 1),
-        (2, 16, 2, [5, 7, 6], [1, 1, 1], 1),
-        (1, 4, 6, [7, 7, 9], [3, 3, 3], 2),
-        (1, 2, 3, [1, 1, 1], [3, 3, 3], 1),
+    // (batch, ci, co, [d, h, w], kernel, stride, dilation)
+    type Case = (
+        usize,
+        usize,
+        usize,
+        [usize; 3],
+        [usize; 3],
+        [usize; 3],
+        usize,
+    );
+    let cases: &[Case] = &[
+        (1, 1, 8, [7, 9, 11], [3, 3, 3], [1, 1, 1], 1),
+        (2, 8, 8, [9, 10, 13], [3, 3, 3], [1, 1, 1], 1),
+        (2, 16, 32, [5, 6, 7], [3, 3, 3], [1, 1, 1], 1),
+        (1, 64, 64, [4, 5, 6], [3, 3, 3], [1, 1, 1], 1),
+        (2, 32, 64, [3, 3, 3], [3, 3, 3], [1, 1, 1], 1),
+        (1, 3, 5, [6, 9, 70], [1, 3, 3], [1, 1, 1], 1),
+        (2, 16, 2, [5, 7, 6], [1, 1, 1], [1, 1, 1], 1),
+        (1, 4, 6, [7, 7, 9], [3, 3, 3], [1, 1, 1], 2),
+        (1, 2, 3, [1, 1, 1], [3, 3, 3], [1, 1, 1], 1),
+        (2, 8, 16, [16, 15, 17], [3, 3, 3], [2, 2, 2], 1),
+        (1, 32, 64, [8, 8, 8], [3, 3, 3], [2, 2, 2], 1),
+        (1, 4, 8, [5, 12, 12], [1, 3, 3], [1, 2, 2], 1),
+        (2, 8, 16, [9, 8, 7], [1, 1, 1], [2, 2, 2], 1),
+        (1, 3, 4, [2, 3, 1], [3, 3, 3], [2, 2, 2], 1),
     ];
-    for &(n, ci, co, [d, h, w], k, dil) in cases {
-        assert!(use_fast_conv3d(&device, k, [1; 3]) || std::env::var("MEDSEG_CONV").is_ok());
+    for &(n, ci, co, [d, h, w], k, stride, dil) in cases {
+        assert!(use_fast_conv3d(&device, k) || std::env::var("MEDSEG_CONV").is_ok());
         let dist = Distribution::Normal(0.0, 1.0);
         let x = Tensor::<5>::random([n, ci, d, h, w], dist, &device);
         let wt = Tensor::<5>::random([co, ci, k[0], k[1], k[2]], dist, &device);
         let b = Tensor::<1>::random([co], dist, &device);
-        let r = Tensor::<5>::random([n, co, d, h, w], dist, &device);
-        let fast = run(true, &x, &wt, &b, &r, dil);
-        let reference = run(false, &x, &wt, &b, &r, dil);
-        let what = format!("n{n} ci{ci} co{co} {d}x{h}x{w} k{k:?} dil{dil}");
+        let p = |a: usize| dil * (k[a] - 1) / 2;
+        let o = |a: usize, i: usize| (i + 2 * p(a) - dil * (k[a] - 1) - 1) / stride[a] + 1;
+        let r = Tensor::<5>::random([n, co, o(0, d), o(1, h), o(2, w)], dist, &device);
+        let fast = run(true, &x, &wt, &b, &r, stride, dil);
+        let reference = run(false, &x, &wt, &b, &r, stride, dil);
+        let what = format!("n{n} ci{ci} co{co} {d}x{h}x{w} k{k:?} s{stride:?} dil{dil}");
         assert_close(&format!("{what} forward"), &fast.y, &reference.y, 1e-4);
         assert_close(&format!("{what} dX"), &fast.dx, &reference.dx, 1e-4);
         assert_close(&format!("{what} dW"), &fast.dw, &reference.dw, 1e-4);
@@ -111,7 +128,7 @@ fn inference_device_matches_burn_conv3d() {
     let x = Tensor::<5>::random([2, 4, 6, 7, 5], dist, &device);
     let w = Tensor::<5>::random([3, 4, 3, 3, 3], dist, &device);
     let b = Tensor::<1>::random([3], dist, &device);
-    let fast = same_conv3d(x.clone(), w.clone(), b.clone(), 1);
+    let fast = same_conv3d(x.clone(), w.clone(), b.clone(), [1; 3], 1);
     let reference = conv3d(x, w, Some(b), ConvOptions::new([1; 3], [1; 3], [1; 3], 1));
     assert_close("inference", &values(fast), &values(reference), 1e-4);
 }
@@ -140,7 +157,7 @@ fn gradients_match_central_differences() {
     let w = t5(&wv, [co, ci, 3, 3, 3]);
     let b = Tensor::<1>::from_data(TensorData::new(bv.clone(), [co]), &device);
     let r = t5(&rv, [n, co, s[0], s[1], s[2]]);
-    let g = run(true, &x, &w, &b, &r, 1);
+    let g = run(true, &x, &w, &b, &r, [1; 3], 1);
 
     let plain = Device::flex();
     let loss = |xv: &[f32], wv: &[f32], bv: &[f32]| -> f64 {
@@ -151,6 +168,7 @@ fn gradients_match_central_differences() {
             t(xv, [n, ci, s[0], s[1], s[2]]),
             t(wv, [co, ci, 3, 3, 3]),
             Tensor::<1>::from_data(TensorData::new(bv.to_vec(), [co]), &plain),
+            [1; 3],
             1,
         );
         values(y)
