@@ -226,3 +226,42 @@ fn bad_configs_give_one_line_errors() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("config.toml"));
 }
+
+#[test]
+fn non_finite_loss_stops_training_with_a_clear_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let data = dir.join("data");
+    ok(&[
+        "synth",
+        "--out",
+        data.to_str().unwrap(),
+        "--cases",
+        "3",
+        "--test-cases",
+        "0",
+        "--size",
+        "16",
+        "--seed",
+        "1",
+    ]);
+    let cfg = write_config(dir, "nan", 3);
+    // An absurd learning rate makes the weights, then the loss, non-finite.
+    let out = medseg(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--set",
+        "train.learning_rate=1e30",
+        "--set",
+        "train.grad_clip=0",
+        "--set",
+        "train.optimizer=\"sgd\"",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the loss became") && err.contains("learning_rate"),
+        "{err}"
+    );
+}
