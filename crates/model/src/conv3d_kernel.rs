@@ -113,36 +113,53 @@ fn x_range(wo: usize, wi: usize, stride: usize, off: isize) -> (usize, usize) {
     (lo.min(hi), hi)
 }
 
-/// Calls `f(kidx, r, input_row_offset, off)` for every (tap, output row) whose input row is
-/// inside the volume, and `zero(kidx, r)` for the others. `input_row_offset` indexes `x`'s
-/// `[n, ci, iz, iy, 0]`; `off = dx * dil - p2` is the column offset of the tap.
+/// Per kernel column `dx`: the column offset `dx * dil - p2` and the valid output columns.
+fn column_taps(s: &ConvShape) -> Vec<(isize, usize, usize)> {
+    let wi = s.spatial[2];
+    let wo = s.out()[2];
+    (0..s.kernel[2])
+        .map(|dx| {
+            let off = (dx * s.dilation) as isize - s.pad(2);
+            let (lo, hi) = x_range(wo, wi, s.stride[2], off);
+            (off, lo, hi)
+        })
+        .collect()
+}
+
+/// Calls `f(kidx, r, input_row_offset, tap)` for every (tap, output row) whose input row is
+/// inside the volume (`input_row_offset` indexes `x`'s `[n, ci, iz, iy, 0]`, `tap` is the
+/// [`column_taps`] entry), and `zero(kidx, r)` for the others. Taps are numbered in weight
+/// order `((ci * k0 + dz) * k1 + dy) * k2 + dx`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn for_each_tap_row(
     s: &ConvShape,
+    taps: &[(isize, usize, usize)],
     n: usize,
     z: usize,
     y0: usize,
     rows: usize,
-    mut f: impl FnMut(usize, usize, usize, isize),
+    mut f: impl FnMut(usize, usize, usize, (isize, usize, usize)),
     mut zero: impl FnMut(usize, usize),
 ) {
     let [d, h, w] = s.spatial;
     let [k0, k1, k2] = s.kernel;
     let dil = s.dilation as isize;
-    let (p0, p1, p2) = (s.pad(0), s.pad(1), s.pad(2));
+    let (p0, p1) = (s.pad(0), s.pad(1));
     let mut kidx = 0;
     for ci in 0..s.ci {
         let chan = (n * s.ci + ci) * d * h * w;
         for dz in 0..k0 {
             let iz = (z * s.stride[0]) as isize + dz as isize * dil - p0;
+            let plane_ok = iz >= 0 && iz < d as isize;
             for dy in 0..k1 {
-                for dx in 0..k2 {
-                    let off = dx as isize * dil - p2;
+                for &tap in &taps[..k2] {
                     for r in 0..rows {
                         let iy = ((y0 + r) * s.stride[1]) as isize + dy as isize * dil - p1;
-                        if iz < 0 || iz >= d as isize || iy < 0 || iy >= h as isize {
+                        if !plane_ok || iy < 0 || iy >= h as isize {
                             zero(kidx, r);
                         } else {
-                            f(kidx, r, chan + (iz as usize * h + iy as usize) * w, off);
+                            f(kidx, r, chan + (iz as usize * h + iy as usize) * w, tap);
                         }
                     }
                     kidx += 1;
@@ -154,30 +171,37 @@ fn for_each_tap_row(
 
 /// im2col of the output rows `y0 .. y0 + rows` of output plane `z` of batch item `n` into
 /// `tile[K, rows * Wo]`. Out-of-volume taps are zero.
+#[allow(clippy::too_many_arguments)]
 fn fill_tile(
     x: &[f32],
     s: &ConvShape,
+    taps: &[(isize, usize, usize)],
     n: usize,
     z: usize,
     y0: usize,
     rows: usize,
     tile: &mut [f32],
 ) {
-    let wi = s.spatial[2];
     let wo = s.out()[2];
     let st = s.stride[2];
     let l = rows * wo;
-    let tile = std::cell::RefCell::new(tile);
+    let tile_ptr = tile.as_mut_ptr();
+    let tile_len = tile.len();
+    let seg_of = |kidx: usize, r: usize| {
+        let start = kidx * l + r * wo;
+        assert!(start + wo <= tile_len);
+        // SAFETY: in bounds (checked above); the two closures never run at the same time.
+        unsafe { std::slice::from_raw_parts_mut(tile_ptr.add(start), wo) }
+    };
     for_each_tap_row(
         s,
+        taps,
         n,
         z,
         y0,
         rows,
-        |kidx, r, src, off| {
-            let mut t = tile.borrow_mut();
-            let seg = &mut t[kidx * l + r * wo..][..wo];
-            let (lo, hi) = x_range(wo, wi, st, off);
+        |kidx, r, src, (off, lo, hi)| {
+            let seg = seg_of(kidx, r);
             seg[..lo].fill(0.0);
             seg[hi..].fill(0.0);
             if lo < hi {
@@ -191,34 +215,35 @@ fn fill_tile(
                 }
             }
         },
-        |kidx, r| tile.borrow_mut()[kidx * l + r * wo..][..wo].fill(0.0),
+        |kidx, r| seg_of(kidx, r).fill(0.0),
     );
 }
 
 /// The adjoint of [`fill_tile`]: adds `tile[K, rows * Wo]` into `dx` at the input positions
 /// the taps read.
+#[allow(clippy::too_many_arguments)]
 fn scatter_tile(
     dx: *mut f32,
     s: &ConvShape,
+    taps: &[(isize, usize, usize)],
     n: usize,
     z: usize,
     y0: usize,
     rows: usize,
     tile: &[f32],
 ) {
-    let wi = s.spatial[2];
     let wo = s.out()[2];
     let st = s.stride[2];
     let l = rows * wo;
     for_each_tap_row(
         s,
+        taps,
         n,
         z,
         y0,
         rows,
-        |kidx, r, dst, off| {
+        |kidx, r, dst, (off, lo, hi)| {
             let seg = &tile[kidx * l + r * wo..][..wo];
-            let (lo, hi) = x_range(wo, wi, st, off);
             let first = dst as isize + (lo * st) as isize + off;
             for (j, &v) in seg[lo..hi].iter().enumerate() {
                 // SAFETY: the index is an in-volume input position (x_range / for_each_tap_row);
@@ -244,13 +269,14 @@ pub fn forward(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: &ConvShape) -
     let (ntasks, blocks) = s.tasks();
     let [_, ho, wo] = s.out();
     let lmax = s.rows_per_block() * wo;
+    let taps = column_taps(s);
     let dst = SharedMut(out.as_mut_ptr());
     (0..ntasks).into_par_iter().for_each_init(
         || vec![0.0f32; k * lmax],
         |tile, t| {
             let (n, z, y0, rows) = s.task(t, blocks);
             let l = rows * wo;
-            fill_tile(x, s, n, z, y0, rows, tile);
+            fill_tile(x, s, &taps, n, z, y0, rows, tile);
             let off = n * s.co * ovol + (z * ho + y0) * wo;
             let dst = dst;
             // SAFETY: task t writes out[n, :, z, y0..y0+rows, :] only, disjoint across tasks;
@@ -333,6 +359,7 @@ fn col2im_input_grad(grad: &[f32], weight: &[f32], s: &ConvShape) -> Vec<f32> {
     let l = ho * wo;
     let reach = s.dilation * (s.kernel[0] - 1) + 1;
     let phases = reach.div_ceil(s.stride[0]);
+    let taps = column_taps(s);
     let ptr = SharedMut(dx.as_mut_ptr());
     for phase in 0..phases {
         let planes: Vec<(usize, usize)> = (0..s.n)
@@ -367,7 +394,7 @@ fn col2im_input_grad(grad: &[f32], weight: &[f32], s: &ConvShape) -> Vec<f32> {
                         Parallelism::None,
                     );
                 }
-                scatter_tile(ptr.0, s, n, z, 0, ho, tile);
+                scatter_tile(ptr.0, s, &taps, n, z, 0, ho, tile);
             },
         );
     }
@@ -389,6 +416,7 @@ pub fn weight_grad(x: &[f32], grad: &[f32], s: &ConvShape) -> Vec<f32> {
     // A fixed chunk count (not the thread count) keeps the summation order, hence the result,
     // independent of the machine.
     let nchunks = ntasks.min(32);
+    let taps = column_taps(s);
     let partial: Vec<Vec<f32>> = (0..nchunks)
         .into_par_iter()
         .map(|c| {
@@ -398,7 +426,7 @@ pub fn weight_grad(x: &[f32], grad: &[f32], s: &ConvShape) -> Vec<f32> {
             for t in t0..t1 {
                 let (n, z, y0, rows) = s.task(t, blocks);
                 let l = rows * wo;
-                fill_tile(x, s, n, z, y0, rows, &mut tile);
+                fill_tile(x, s, &taps, n, z, y0, rows, &mut tile);
                 let off = n * s.co * ovol + (z * ho + y0) * wo;
                 // SAFETY: reads grad[n, :, z, y0..y0+rows, :] (in bounds, as in `forward`),
                 // the first k*l entries of `tile`, and writes the private `acc`.
