@@ -18,6 +18,7 @@ use burn::tensor::{Device, Tensor};
 use medseg_config::NormKind;
 
 use crate::fast_conv::{same_conv3d, use_fast_conv3d};
+use crate::fast_norm::instance_norm;
 
 /// Runs a 4D op on a `[B, C, 1, H, W]` tensor.
 #[inline]
@@ -168,7 +169,7 @@ impl Norm {
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         match self {
-            Norm::Instance(n) => n.forward(x),
+            Norm::Instance(n) => instance_norm(n, x),
             Norm::Group(n) => n.forward(x),
             Norm::Batch(n) => n.forward(x),
         }

@@ -17,6 +17,7 @@ mod deep_supervision;
 mod error;
 pub mod fast_act;
 pub mod fast_conv;
+pub mod fast_norm;
 pub mod io;
 pub mod layers;
 mod loss;

@@ -1,0 +1,87 @@
+//! The fused instance norm (`medseg_model::fast_norm`) against burn's `InstanceNorm`: values
+//! and the gradients of input, gamma and beta, for 5D and 4D inputs.
+
+use medseg_model::burn::module::Param;
+use medseg_model::burn::nn::{InstanceNorm, InstanceNormConfig};
+use medseg_model::burn::tensor::{Device, Distribution, Tensor};
+use medseg_model::fast_norm::instance_norm;
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .unwrap()
+}
+
+fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
+    let worst = got
+        .iter()
+        .zip(want)
+        .map(|(g, w)| (g - w).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        worst <= tol * scale,
+        "{what}: max |diff| {worst} > {tol} * {scale}"
+    );
+}
+
+fn check<const D: usize>(shape: [usize; D], device: &Device) {
+    let c = shape[1];
+    let dist = Distribution::Normal(0.0, 1.0);
+    let mut norm: InstanceNorm = InstanceNormConfig::new(c).init(device);
+    norm.gamma = Some(Param::from_tensor(Tensor::<1>::random([c], dist, device)));
+    norm.beta = Some(Param::from_tensor(Tensor::<1>::random([c], dist, device)));
+    // an offset and scale per element, so the statistics are not trivial
+    let x = Tensor::<D>::random(shape, dist, device) * 3.0 + 1.5;
+    let r = Tensor::<D>::random(shape, dist, device);
+    let run = |fused: bool| {
+        let xg = x.clone().require_grad();
+        let y = if fused {
+            instance_norm(&norm, xg.clone())
+        } else {
+            norm.forward(xg.clone())
+        };
+        let grads = (y.clone() * r.clone()).sum().backward();
+        let gamma = norm.gamma.as_ref().unwrap().val();
+        let beta = norm.beta.as_ref().unwrap().val();
+        (
+            values(y.inner()),
+            values(xg.grad(&grads).unwrap()),
+            values(gamma.grad(&grads).unwrap()),
+            values(beta.grad(&grads).unwrap()),
+        )
+    };
+    let f = run(true);
+    let b = run(false);
+    let what = format!("{shape:?}");
+    assert_close(&format!("{what} forward"), &f.0, &b.0, 1e-4);
+    assert_close(&format!("{what} dX"), &f.1, &b.1, 1e-4);
+    assert_close(&format!("{what} dGamma"), &f.2, &b.2, 1e-4);
+    assert_close(&format!("{what} dBeta"), &f.3, &b.3, 1e-4);
+}
+
+#[test]
+fn matches_burn_instance_norm_and_its_gradients() {
+    let device = Device::flex().autodiff();
+    device.seed(9);
+    check([2, 8, 5, 6, 7], &device);
+    check([1, 3, 17, 9, 4], &device);
+    check([2, 16, 3, 3, 3], &device);
+    check([3, 4, 11, 13], &device);
+}
+
+#[test]
+fn inference_device_matches_burn() {
+    let device = Device::flex();
+    device.seed(4);
+    let norm: InstanceNorm = InstanceNormConfig::new(5).init(&device);
+    let x = Tensor::<5>::random([2, 5, 4, 6, 3], Distribution::Normal(2.0, 3.0), &device);
+    assert_close(
+        "inference",
+        &values(instance_norm(&norm, x.clone())),
+        &values(norm.forward(x)),
+        1e-4,
+    );
+}
