@@ -3,9 +3,13 @@
 //! `cargo run --release -p medseg-eval --example bench_surface [-- REPEATS]`
 //! Prints one JSON line with the best and median wall time in ms (MONAI's reference: its
 //! HausdorffDistanceMetric + SurfaceDistanceMetric + SurfaceDiceMetric on the same pair).
+//!
+//! With `MEDSEG_BENCH_OUT=DIR` it also writes the pair as `DIR/pred.nii.gz` and `DIR/gt.nii.gz`
+//! (uint8), and 20 cases with varied phases as `DIR/pred/case_NNN.nii.gz` and
+//! `DIR/gt/case_NNN.nii.gz` for timing `medseg evaluate` against a Python loop on the same files.
 
 use medseg_eval::{EvalOptions, evaluate_pair};
-use medseg_volume::{Geometry, Volume};
+use medseg_volume::{Geometry, Volume, WriteOptions, write_volume};
 use ndarray::Array3;
 use std::time::Instant;
 
@@ -30,6 +34,41 @@ fn blob(
     })
 }
 
+/// Writes the benchmark pair and 20 varied cases (uint8 label maps) under `out`.
+fn write_inputs(
+    out: &std::path::Path,
+    shape: (usize, usize, usize),
+    geometry: Geometry,
+    pred: &Volume<u16>,
+    gt: &Volume<u16>,
+) {
+    let opts = WriteOptions::default();
+    let to_u8 = |v: &Volume<u16>| v.map(|&x| x as u8);
+    for dir in ["pred", "gt"] {
+        std::fs::create_dir_all(out.join(dir)).expect("output folder");
+    }
+    write_volume(&out.join("pred.nii.gz"), &to_u8(pred), &opts).expect("write pred");
+    write_volume(&out.join("gt.nii.gz"), &to_u8(gt), &opts).expect("write gt");
+    for c in 0..20 {
+        let phase = 0.1 * c as f64;
+        let g = blob(shape, [64.0, 128.0, 128.0], [30.0, 70.0, 80.0], phase);
+        let p = blob(shape, [66.0, 125.0, 131.0], [29.0, 72.0, 78.0], phase + 0.4);
+        let name = format!("case_{c:03}.nii.gz");
+        write_volume(
+            &out.join("gt").join(&name),
+            &Volume::new(g.mapv(|x| x as u8), geometry),
+            &opts,
+        )
+        .expect("write gt case");
+        write_volume(
+            &out.join("pred").join(&name),
+            &Volume::new(p.mapv(|x| x as u8), geometry),
+            &opts,
+        )
+        .expect("write pred case");
+    }
+}
+
 fn main() {
     let repeats: usize = std::env::args()
         .nth(1)
@@ -45,6 +84,9 @@ fn main() {
         blob(shape, [66.0, 125.0, 131.0], [29.0, 72.0, 78.0], 0.4),
         geometry,
     );
+    if let Some(out) = std::env::var_os("MEDSEG_BENCH_OUT") {
+        write_inputs(std::path::Path::new(&out), shape, geometry, &pred, &gt);
+    }
     let opts = EvalOptions {
         surface_metrics: std::env::var_os("NO_SURFACE").is_none(),
         ..EvalOptions::default()

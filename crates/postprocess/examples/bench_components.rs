@@ -1,7 +1,11 @@
 //! Timings of connected components and hole filling on a 256³ mask of random blobs.
 //! `cargo run --release -p medseg-postprocess --example bench_components [SIZE]`
+//!
+//! With `MEDSEG_BENCH_OUT=DIR` the mask is also written as `DIR/components_mask.nii.gz` (uint8)
+//! so scipy.ndimage.label / binary_fill_holes can run on exactly the same array.
 
 use medseg_postprocess::{Connectivity, fill_holes, label_components};
+use medseg_volume::{Geometry, Volume, WriteOptions, write_volume};
 use ndarray::Array3;
 use std::time::Instant;
 
@@ -45,6 +49,17 @@ fn main() {
         "mask {n}^3, {fg} foreground voxels ({:.1}%)",
         100.0 * fg as f64 / mask.len() as f64
     );
+    if let Some(out) = std::env::var_os("MEDSEG_BENCH_OUT") {
+        let out = std::path::Path::new(&out);
+        std::fs::create_dir_all(out).expect("output folder");
+        let v = Volume::new(mask.mapv(u8::from), Geometry::with_spacing([1.0; 3]));
+        write_volume(
+            &out.join("components_mask.nii.gz"),
+            &v,
+            &WriteOptions::default(),
+        )
+        .expect("write mask");
+    }
     for (name, conn) in [
         ("6", Connectivity::Faces),
         ("18", Connectivity::Edges),
