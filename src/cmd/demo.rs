@@ -28,7 +28,7 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 4)]
     pub test_cases: usize,
     /// In-plane size of the synthetic volumes in voxels (96 mm field of view).
-    #[arg(long, default_value_t = 48)]
+    #[arg(long, default_value_t = 64)]
     pub size: u16,
     /// Retrain even when the run directory already holds a finished run.
     #[arg(long)]
