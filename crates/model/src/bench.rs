@@ -25,6 +25,9 @@ pub struct BenchOptions {
     pub seed: u64,
     /// Network variant switches as in `[model]` (default: plain UNet).
     pub model: medseg_config::ModelConfig,
+    /// Patch size per axis (`dims` entries, e.g. `[48, 48, 32]`); overrides `patch` when set.
+    /// Default `None`.
+    pub patch_shape: Option<Vec<usize>>,
 }
 
 impl Default for BenchOptions {
@@ -42,6 +45,7 @@ impl Default for BenchOptions {
                 deep_supervision: false,
                 ..Default::default()
             },
+            patch_shape: None,
         }
     }
 }
@@ -66,6 +70,8 @@ pub struct BenchResult {
     pub parameters: usize,
     pub first_loss: f32,
     pub last_loss: f32,
+    /// 3D conv implementation used: "fast" or "burn" (`MEDSEG_CONV=burn`).
+    pub conv: String,
 }
 
 /// Runs the benchmark on `Device::flex()` (autodiff for training).
@@ -78,7 +84,16 @@ pub fn run_train_step(o: &BenchOptions) -> Result<BenchResult, ModelError> {
     let mut model_cfg = o.model.clone();
     model_cfg.dims = o.dims;
     model_cfg.features = o.features.clone();
-    let patch = vec![o.patch; o.dims];
+    let patch = match &o.patch_shape {
+        Some(p) if p.len() == o.dims => p.clone(),
+        Some(p) => {
+            return Err(ModelError::Config(format!(
+                "patch_shape {p:?} must have {} entries",
+                o.dims
+            )));
+        }
+        None => vec![o.patch; o.dims],
+    };
     let cfg = UNetConfig::from_model_config(&model_cfg, 1, o.classes, &patch)?;
     let device = Device::flex().autodiff();
     device.seed(o.seed);
@@ -170,6 +185,10 @@ pub fn run_train_step(o: &BenchOptions) -> Result<BenchResult, ModelError> {
         parameters,
         first_loss: losses.first().copied().unwrap_or(f32::NAN),
         last_loss: losses.last().copied().unwrap_or(f32::NAN),
+        conv: match crate::fast_conv::conv_impl() {
+            crate::fast_conv::ConvImpl::Fast => "fast".into(),
+            crate::fast_conv::ConvImpl::Burn => "burn".into(),
+        },
     })
 }
 

@@ -182,6 +182,10 @@ fn fill_tile(
     rows: usize,
     tile: &mut [f32],
 ) {
+    if s.stride[1] == 1 && s.stride[2] == 1 && s.out()[2] == s.spatial[2] {
+        fill_tile_unit_stride(x, s, taps, n, z, y0, rows, tile);
+        return;
+    }
     let wo = s.out()[2];
     let st = s.stride[2];
     let l = rows * wo;
@@ -217,6 +221,81 @@ fn fill_tile(
         },
         |kidx, r| seg_of(kidx, r).fill(0.0),
     );
+}
+
+/// Zeroes `seg[range]`; the ranges are the 0-2 border columns of a padded row, where a
+/// `memset` call would cost more than the stores.
+#[inline(always)]
+fn zero_small(seg: &mut [f32]) {
+    match seg.len() {
+        0 => {}
+        1 => seg[0] = 0.0,
+        2 => {
+            seg[0] = 0.0;
+            seg[1] = 0.0;
+        }
+        _ => seg.fill(0.0),
+    }
+}
+
+/// [`fill_tile`] when rows and columns have stride 1 and the output row is as wide as the
+/// input row: the output rows of one tap then read consecutive input rows, so all of them come
+/// from one contiguous copy (shifted by the tap's column offset), after which only the
+/// border columns that the shift pulled in from the neighbouring row are zeroed.
+#[allow(clippy::too_many_arguments)]
+fn fill_tile_unit_stride(
+    x: &[f32],
+    s: &ConvShape,
+    taps: &[(isize, usize, usize)],
+    n: usize,
+    z: usize,
+    y0: usize,
+    rows: usize,
+    tile: &mut [f32],
+) {
+    let [d, h, w] = s.spatial;
+    let [k0, k1, _] = s.kernel;
+    let dil = s.dilation as isize;
+    let (p0, p1) = (s.pad(0), s.pad(1));
+    let l = rows * w;
+    let mut kidx = 0;
+    for ci in 0..s.ci {
+        let chan = (n * s.ci + ci) * d * h * w;
+        for dz in 0..k0 {
+            let iz = (z * s.stride[0]) as isize + dz as isize * dil - p0;
+            let plane_ok = iz >= 0 && iz < d as isize;
+            for dy in 0..k1 {
+                // output rows r whose input row y0 + r + dy*dil - p1 lies in [0, h)
+                let shift = y0 as isize + dy as isize * dil - p1;
+                let r_lo = (-shift).clamp(0, rows as isize) as usize;
+                let r_hi = (h as isize - shift).clamp(r_lo as isize, rows as isize) as usize;
+                for &(off, lo, hi) in taps {
+                    let row = &mut tile[kidx * l..(kidx + 1) * l];
+                    kidx += 1;
+                    if !plane_ok || r_lo >= r_hi || lo >= hi {
+                        row.fill(0.0);
+                        continue;
+                    }
+                    row[..r_lo * w].fill(0.0);
+                    row[r_hi * w..].fill(0.0);
+                    // tile positions [r_lo*w + lo, (r_hi-1)*w + hi) read input positions
+                    // shifted by a constant: one copy
+                    let t0 = r_lo * w + lo;
+                    let t1 = (r_hi - 1) * w + hi;
+                    let plane = chan + iz as usize * h * w;
+                    let src0 =
+                        plane as isize + (shift + r_lo as isize) * w as isize + lo as isize + off;
+                    let src0 = src0 as usize;
+                    row[t0..t1].copy_from_slice(&x[src0..src0 + (t1 - t0)]);
+                    for r in r_lo..r_hi {
+                        let seg = &mut row[r * w..(r + 1) * w];
+                        zero_small(&mut seg[..lo]);
+                        zero_small(&mut seg[hi..]);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The adjoint of [`fill_tile`]: adds `tile[K, rows * Wo]` into `dx` at the input positions

@@ -1,0 +1,42 @@
+//! Times the plain 3D UNet train step and forward pass at any patch shape (the binary's
+//! `medseg bench train-step` takes one size for all axes), printing the `BenchResult` as one
+//! JSON object. Usage: `cargo run --release -p medseg-model --example bench_patch --
+//! [d,h,w] [batch] [steps] [features]` (defaults: 48,48,32 2 5 8,16,32,64). The conv
+//! implementation follows `MEDSEG_CONV` (`burn` = burn's built-in ops).
+
+use medseg_model::bench::{BenchOptions, run_train_step};
+
+fn list(s: Option<&String>, default: &[usize]) -> Vec<usize> {
+    s.map(|s| s.split(',').filter_map(|v| v.trim().parse().ok()).collect())
+        .unwrap_or_else(|| default.to_vec())
+}
+
+fn main() {
+    let a: Vec<String> = std::env::args().skip(1).collect();
+    let patch = list(a.first(), &[48, 48, 32]);
+    let batch = a.get(1).and_then(|s| s.parse().ok()).unwrap_or(2);
+    let steps = a.get(2).and_then(|s| s.parse().ok()).unwrap_or(5);
+    let features = list(a.get(3), &[8, 16, 32, 64]);
+    let o = BenchOptions {
+        dims: patch.len(),
+        patch_shape: Some(patch),
+        batch,
+        steps,
+        features,
+        ..BenchOptions::default()
+    };
+    match run_train_step(&o) {
+        Ok(r) => match serde_json_line(&r) {
+            Ok(line) => println!("{line}"),
+            Err(e) => eprintln!("error: {e}"),
+        },
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn serde_json_line(r: &medseg_model::bench::BenchResult) -> Result<String, String> {
+    serde_json::to_string(r).map_err(|e| e.to_string())
+}
