@@ -169,6 +169,26 @@ fn synth_train_resume_predict_evaluate() {
                 .is_file()
         );
     }
+    // Without --probabilities, classes are restored one at a time (running argmax): same labels.
+    let preds2 = dir.join("preds2");
+    ok(&[
+        "predict",
+        "--model",
+        full.to_str().unwrap(),
+        "--input",
+        data.join("imagesTs").to_str().unwrap(),
+        "--output",
+        preds2.to_str().unwrap(),
+    ]);
+    for case in ["case_006", "case_007"] {
+        let a = medseg_volume::read_labels(&preds.join(format!("{case}.nii.gz"))).unwrap();
+        let b = medseg_volume::read_labels(&preds2.join(format!("{case}.nii.gz"))).unwrap();
+        assert_eq!(
+            a.data, b.data,
+            "{case}: running argmax differs from the full argmax"
+        );
+    }
+    assert!(!preds2.join("probabilities").exists());
     // --resume skips what exists.
     let out = medseg(&[
         "predict",

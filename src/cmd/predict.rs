@@ -178,20 +178,21 @@ pub fn run_with(args: &PredictArgs) -> Result<PredictReport> {
         let images: MultiChannel = read_channels(files)?;
         let reference = read_header(&files[0])?;
         let mut last = std::time::Instant::now();
-        let pred = predictor.predict(case, &images, &mut |d, n| {
+        let geometry = images.geometry;
+        let pred = predictor.predict(case, images, args.probabilities, &mut |d, n| {
             if !crate::progress::interactive() && last.elapsed().as_secs() >= 10 {
                 eprintln!("predict {case}: window {d}/{n}");
                 last = std::time::Instant::now();
             }
         })?;
         write_prediction(&out, &pred.labels, &reference, predictor.num_classes)?;
-        if args.probabilities {
+        if let Some(probabilities) = pred.probabilities {
             let dir = args.output.join("probabilities");
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             let p = dir.join(format!("{case}.nii.gz"));
             let mc = MultiChannel {
-                data: pred.probabilities,
-                geometry: images.geometry,
+                data: probabilities,
+                geometry,
             };
             write_channels(&p, &mc, &WriteOptions::with_reference(reference.clone()))?;
         }

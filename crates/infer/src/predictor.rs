@@ -7,7 +7,9 @@ use burn::tensor::Device;
 use medseg_config::{InferenceConfig, PostprocessConfig};
 use medseg_model::UNet;
 use medseg_postprocess::{Postprocessor, argmax};
-use medseg_preprocess::pipeline::{preprocess_case, restore_to_original};
+use medseg_preprocess::pipeline::{
+    preprocess_case, restore_channel_to_original, restore_to_original,
+};
 use medseg_preprocess::plan::Plan;
 use medseg_volume::{Header, MultiChannel, Volume, WriteOptions, write_volume};
 use ndarray::{Array3, Array4};
@@ -27,8 +29,8 @@ pub struct Predictor {
 pub struct CasePrediction {
     /// Label map `[k, j, i]` after postprocessing.
     pub labels: Array3<u16>,
-    /// Per-class probabilities `[classes, k, j, i]` (background first).
-    pub probabilities: Array4<f32>,
+    /// Per-class probabilities `[classes, k, j, i]` (background first), when asked for.
+    pub probabilities: Option<Array4<f32>>,
 }
 
 impl Predictor {
@@ -78,12 +80,16 @@ impl Predictor {
         })
     }
 
-    /// Segments one case given its channels on the file grid. `on_window(done, total)`
-    /// reports sliding-window progress (over all models).
+    /// Segments one case given its channels on the file grid. The channels are consumed and
+    /// freed right after preprocessing; without `keep_probabilities` classes are restored to
+    /// the file's grid one at a time into a running argmax, so memory peaks near (classes +
+    /// 2) x the float32 size of the volume. `on_window(done, total)` reports sliding-window
+    /// progress (over all models).
     pub fn predict(
         &self,
         case: &str,
-        images: &MultiChannel,
+        images: MultiChannel,
+        keep_probabilities: bool,
         on_window: &mut dyn FnMut(usize, usize),
     ) -> Result<CasePrediction, InferError> {
         let case_err = |reason: String| InferError::Case {
@@ -98,7 +104,10 @@ impl Predictor {
                 self.plan.channel_names.join(", ")
             )));
         }
-        let pre = preprocess_case(images, None, &self.plan).map_err(|e| case_err(e.to_string()))?;
+        let spacing = images.geometry.spacing;
+        let pre =
+            preprocess_case(&images, None, &self.plan).map_err(|e| case_err(e.to_string()))?;
+        drop(images);
         let probs = ensemble_probabilities(
             &self.models,
             &self.device,
@@ -107,16 +116,55 @@ impl Predictor {
             on_window,
         )?;
         drop(pre.image);
-        let probabilities =
-            restore_to_original(probs.view(), &pre.props).map_err(|e| case_err(e.to_string()))?;
-        drop(probs);
-        let mut labels = argmax(probabilities.view());
-        self.postprocess.apply(&mut labels, images.geometry.spacing);
+        let (mut labels, probabilities) = if keep_probabilities {
+            let p = restore_to_original(probs.view(), &pre.props)
+                .map_err(|e| case_err(e.to_string()))?;
+            drop(probs);
+            (argmax(p.view()), Some(p))
+        } else {
+            (
+                running_argmax(&probs, &pre.props).map_err(|e| case_err(e.to_string()))?,
+                None,
+            )
+        };
+        self.postprocess.apply(&mut labels, spacing);
         Ok(CasePrediction {
             labels,
             probabilities,
         })
     }
+}
+
+/// Argmax over classes on the file's grid, restoring one class at a time (ties go to the lower
+/// class, as [`argmax`] does).
+fn running_argmax(
+    probs: &Array4<f32>,
+    props: &medseg_preprocess::CaseProperties,
+) -> Result<Array3<u16>, medseg_preprocess::PreprocessError> {
+    let mut best: Option<Array3<f32>> = None;
+    let mut labels: Option<Array3<u16>> = None;
+    for (k, ch) in probs.outer_iter().enumerate() {
+        let fill = if k == 0 { 1.0 } else { 0.0 };
+        let r = restore_channel_to_original(ch, fill, props)?;
+        match (&mut best, &mut labels) {
+            (Some(b), Some(l)) => {
+                ndarray::Zip::from(b)
+                    .and(l)
+                    .and(&r)
+                    .par_for_each(|b, l, &v| {
+                        if v > *b {
+                            *b = v;
+                            *l = k as u16;
+                        }
+                    });
+            }
+            _ => {
+                labels = Some(Array3::zeros(r.raw_dim()));
+                best = Some(r);
+            }
+        }
+    }
+    Ok(labels.unwrap_or_else(|| Array3::zeros(props.original_shape_kji)))
 }
 
 /// Sliding-window settings from a plan and the `[inference]` section.

@@ -35,8 +35,8 @@ pub use fingerprint::{
 pub use normalize::{Normalization, normalize};
 pub use orientation::Reorientation;
 pub use pipeline::{
-    CaseProperties, PreprocessedCase, preprocess_case, restore_labels_to_original,
-    restore_to_original,
+    CaseProperties, PreprocessedCase, preprocess_case, restore_channel_to_original,
+    restore_labels_to_original, restore_to_original,
 };
 pub use plan::{Plan, PlanOptions};
 pub use resample::{

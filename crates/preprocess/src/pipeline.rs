@@ -214,6 +214,39 @@ pub fn restore_to_original(
     Ok(out)
 }
 
+/// [`restore_to_original`] for one channel: `fill` is the value outside the crop (1 for the
+/// background channel, 0 otherwise). Lets inference restore classes one at a time and keep a
+/// running argmax instead of every class on the file's grid at once (memory).
+pub fn restore_channel_to_original(
+    channel: ArrayView3<f32>,
+    fill: f32,
+    props: &CaseProperties,
+) -> Result<Array3<f32>, PreprocessError> {
+    if channel.shape() != props.preprocessed.shape_kji {
+        return Err(PreprocessError::Shape {
+            what: "scores vs preprocessed grid".into(),
+            expected: props.preprocessed.shape_kji.to_vec(),
+            got: channel.shape().to_vec(),
+        });
+    }
+    let opts = ResampleOptions {
+        interpolation: Interpolation::Linear,
+        boundary: Boundary::Clamp,
+        nearest_axis: props.nearest_axis,
+    };
+    let r = if same_grid(&props.cropped, &props.preprocessed) {
+        channel.to_owned()
+    } else {
+        resample(channel, &props.preprocessed.geometry, &props.cropped, &opts)?
+    };
+    let full = uncrop(r.view(), &props.crop_bbox, props.reoriented.shape_kji, fill)?;
+    if props.reorientation.is_identity() {
+        Ok(full)
+    } else {
+        Ok(props.reorientation.invert(full.view()))
+    }
+}
+
 /// Maps a label map on the preprocessed grid back onto the file's grid (nearest neighbour,
 /// 0 outside the crop, reorientation undone).
 pub fn restore_labels_to_original(
