@@ -12,25 +12,30 @@ use std::process::ExitCode;
 
 /// Medical image segmentation: NIfTI volumes in, a UNet trained with burn, predictions out as
 /// NIfTI with the exact input geometry, and metrics that agree with the reference libraries.
-///
-/// Start with `medseg demo` (synthetic data -> train -> predict -> evaluate), or:
-///   medseg synth --out data/demo
-///   medseg plan --config configs/demo-3d.toml
-///   medseg train --config configs/demo-3d.toml
-///   medseg predict --model runs/demo-3d --input data/demo/imagesTs --output preds
-///   medseg evaluate --pred preds --gt data/demo/labelsTs --out report
 #[derive(Parser, Debug)]
 #[command(
     name = "medseg",
     version,
     about,
     long_about,
-    arg_required_else_help = true
+    arg_required_else_help = true,
+    after_help = GETTING_STARTED
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
+
+const GETTING_STARTED: &str = "\
+Getting started:
+  medseg demo                                  synthetic data -> train -> predict -> evaluate
+Step by step:
+  medseg synth --out data/demo
+  medseg plan --config configs/demo-3d.toml
+  medseg train --config configs/demo-3d.toml
+  medseg predict --model runs/demo-3d --input data/demo/imagesTs --output preds
+  medseg evaluate --pred preds --gt data/demo/labelsTs --out report
+Every config key: configs/README.md";
 
 #[derive(Subcommand, Debug)]
 enum Command {
