@@ -1,13 +1,15 @@
 //! A faster 3D "same" convolution for the flex backend, plugged into burn as a backend
-//! extension op with its own backward pass (kernels in [`crate::conv3d_kernel`]).
+//! extension op with its own backward pass (kernels in `conv3d_kernel`).
 //!
 //! Covered: 3D, odd kernels (any per-axis size, e.g. 3x3x3, 1x3x3, 1x1x1), padding
 //! `dilation * (k - 1) / 2`, any stride (strided downsampling convs included), any dilation, one
 //! group, f32, flex device (with or without autodiff). Everything else — other devices, other
 //! dtypes, transposed convs, 2D convs — goes to burn's built-in ops (see [`use_fast_conv3d`]).
 //!
-//! Switch: the environment variable `MEDSEG_CONV=burn` turns this path off (burn's conv
-//! everywhere), for comparison and as an escape hatch; any other value or no variable keeps it on.
+//! Switch: the environment variable `MEDSEG_CONV=burn` turns this path off — and with it the
+//! fused LeakyReLU ([`crate::fast_act`]) and instance norm ([`crate::fast_norm`]) — so burn's
+//! built-in ops run everywhere, for comparison and as an escape hatch; any other value or no
+//! variable keeps it on. [`set_conv_impl`] overrides the variable inside a process.
 
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -32,9 +34,11 @@ fn same_options(weight_shape: &[usize], stride: [usize; 3], dilation: usize) -> 
     ConvOptions::new(stride, [p(0), p(1), p(2)], [dilation; 3], 1)
 }
 
-/// Backend extension: the "same" conv and its three gradients. The default bodies are burn's
-/// built-in ops (used by any backend that does not override them, e.g. the autodiff wrapper's
-/// inner calls never reach them because `Flex` overrides all four).
+/// Backend extension: the padded conv and its three gradients. The default bodies are burn's
+/// built-in ops. `Flex` overrides all four with the kernels of `conv3d_kernel`; the
+/// autodiff backend overrides the forward (recording `SameConv3dBackward`, which calls the
+/// inner backend's gradient methods) and keeps the defaults for the gradient methods, which only
+/// a second-order use would reach.
 #[backend_extension(Flex, Autodiff)]
 pub trait SameConv3dBackend: Backend {
     /// `x` `[n, ci, d, h, w]`, `weight` `[co, ci, k0, k1, k2]` (odd sizes), `bias` `[co]`;
@@ -266,12 +270,12 @@ impl<B: Backend + SameConv3dBackend, C: CheckpointStrategy> SameConv3dBackend fo
     }
 }
 
-/// Which 3D conv implementation [`crate::layers::ConvNd`] uses where both apply.
+/// Which implementation the model's 3D convs, LeakyReLU and instance norm use on flex.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConvImpl {
     /// This module's kernels (the default).
     Fast,
-    /// burn's built-in `conv3d` (`MEDSEG_CONV=burn`).
+    /// burn's built-in ops (`MEDSEG_CONV=burn`).
     Burn,
 }
 
