@@ -6,7 +6,7 @@
 //! bounding box of both masks: the surfaces lie inside it and the squared EDT separates over a
 //! box, so the cropped transform is exact for every voxel in it.
 
-use crate::edt::squared_edt;
+use crate::edt::squared_edt_at;
 use crate::surface::surface;
 use ndarray::{Array3, ArrayView3, Zip};
 
@@ -59,8 +59,8 @@ pub fn surface_distances(
     }
     let (sp, sg) = rayon::join(|| surface(p.view(), two_d), || surface(g.view(), two_d));
     let (dist_to_g, dist_to_p) = rayon::join(
-        || squared_edt(sg.view(), spacing_kji),
-        || squared_edt(sp.view(), spacing_kji),
+        || squared_edt_at(sg.view(), sp.view(), spacing_kji),
+        || squared_edt_at(sp.view(), sg.view(), spacing_kji),
     );
     let sample = |surf: &Array3<bool>, d2: &Array3<f64>| -> Vec<f64> {
         let mut out = Vec::new();

@@ -16,15 +16,94 @@ use rayon::prelude::*;
 /// extent 1 is skipped, so a single-slice array is transformed in 2D. Without any feature voxel
 /// every output is `f64::INFINITY`.
 pub fn squared_edt(features: ArrayView3<bool>, spacing_kji: [f64; 3]) -> Array3<f64> {
-    let mut out = features.map(|&f| if f { 0.0 } else { f64::INFINITY });
-    // The fastest axis first: its lines are contiguous, and after it most lines of the later
-    // passes already hold finite values.
-    for axis in [2usize, 1, 0] {
-        if out.len_of(Axis(axis)) > 1 {
-            transform_axis(&mut out, axis, spacing_kji[axis]);
+    edt_passes(features, None, spacing_kji)
+}
+
+/// [`squared_edt`] where only the voxels set in `query` (same shape) are needed: the last pass
+/// skips every line holding no query voxel, so other voxels of those lines keep intermediate
+/// values. Exact at every query voxel.
+pub fn squared_edt_at(
+    features: ArrayView3<bool>,
+    query: ArrayView3<bool>,
+    spacing_kji: [f64; 3],
+) -> Array3<f64> {
+    edt_passes(features, Some(query), spacing_kji)
+}
+
+/// The separable passes. The fastest axis goes first: its lines are contiguous, and after it
+/// most lines of the later passes already hold finite values. The first pass sees only 0/inf
+/// values, so it is a plain nearest-feature sweep in both directions (the same values the
+/// parabola envelope would give, far cheaper); the others are Felzenszwalb–Huttenlocher
+/// envelopes. With `query`, the last pass skips lines that hold no query voxel.
+fn edt_passes(
+    features: ArrayView3<bool>,
+    query: Option<ArrayView3<bool>>,
+    spacing_kji: [f64; 3],
+) -> Array3<f64> {
+    let axes: Vec<usize> = [2usize, 1, 0]
+        .into_iter()
+        .filter(|&a| features.len_of(Axis(a)) > 1)
+        .collect();
+    let Some(&first) = axes.first() else {
+        return features.map(|&f| if f { 0.0 } else { f64::INFINITY });
+    };
+    let mut out = Array3::from_elem(features.raw_dim(), f64::INFINITY);
+    let s = spacing_kji[first];
+    Zip::from(out.lanes_mut(Axis(first)))
+        .and(features.lanes(Axis(first)))
+        .into_par_iter()
+        .for_each(|(mut o, f)| {
+            let n = f.len();
+            let mut last: Option<usize> = None;
+            for q in 0..n {
+                if f[q] {
+                    last = Some(q);
+                }
+                if let Some(p) = last {
+                    let d = (q as f64 - p as f64) * s;
+                    o[q] = d * d;
+                }
+            }
+            let mut next: Option<usize> = None;
+            for q in (0..n).rev() {
+                if f[q] {
+                    next = Some(q);
+                }
+                if let Some(p) = next {
+                    let d = (q as f64 - p as f64) * s;
+                    if d * d < o[q] {
+                        o[q] = d * d;
+                    }
+                }
+            }
+        });
+    for (n, &axis) in axes.iter().enumerate().skip(1) {
+        match query {
+            Some(q) if n + 1 == axes.len() => {
+                transform_axis_where(&mut out, q, axis, spacing_kji[axis])
+            }
+            _ => transform_axis(&mut out, axis, spacing_kji[axis]),
         }
     }
     out
+}
+
+fn transform_axis_where(out: &mut Array3<f64>, query: ArrayView3<bool>, axis: usize, spacing: f64) {
+    Zip::from(out.lanes_mut(Axis(axis)))
+        .and(query.lanes(Axis(axis)))
+        .into_par_iter()
+        .for_each_init(Scratch::default, |s, (mut lane, q)| {
+            if !q.iter().any(|&x| x) || lane.iter().all(|x| x.is_infinite()) {
+                return;
+            }
+            s.f.clear();
+            s.f.extend(lane.iter().copied());
+            s.d.resize(s.f.len(), 0.0);
+            lower_envelope_1d(&s.f, spacing, &mut s.d, &mut s.v, &mut s.z);
+            for (o, &d) in lane.iter_mut().zip(s.d.iter()) {
+                *o = d;
+            }
+        });
 }
 
 /// Distance (mm) from every voxel to the nearest feature voxel; see [`squared_edt`].
