@@ -53,7 +53,12 @@ pub fn surface_distances(
         ])
         .to_owned()
     };
-    let (p, g) = (crop(pred), crop(gt));
+    let full = bbox == [0, pred.dim().0, 0, pred.dim().1, 0, pred.dim().2];
+    let (p, g) = if full {
+        (pred.to_owned(), gt.to_owned())
+    } else {
+        (crop(pred), crop(gt))
+    };
     if !p.iter().any(|&x| x) || !g.iter().any(|&x| x) {
         return None;
     }
@@ -62,14 +67,24 @@ pub fn surface_distances(
         || squared_edt_at(sg.view(), sp.view(), spacing_kji),
         || squared_edt_at(sp.view(), sg.view(), spacing_kji),
     );
+    // Plane by plane in parallel, concatenated in order: the same list as a sequential scan.
     let sample = |surf: &Array3<bool>, d2: &Array3<f64>| -> Vec<f64> {
-        let mut out = Vec::new();
-        Zip::from(surf).and(d2).for_each(|&s, &d| {
-            if s {
-                out.push(d.sqrt());
-            }
-        });
-        out
+        use rayon::prelude::*;
+        let planes: Vec<Vec<f64>> = surf
+            .axis_iter(ndarray::Axis(0))
+            .into_par_iter()
+            .zip(d2.axis_iter(ndarray::Axis(0)).into_par_iter())
+            .map(|(s, d)| {
+                let mut out = Vec::new();
+                Zip::from(s).and(d).for_each(|&s, &d| {
+                    if s {
+                        out.push(d.sqrt());
+                    }
+                });
+                out
+            })
+            .collect();
+        planes.concat()
     };
     Some(SurfaceDistances {
         pred_to_gt: sample(&sp, &dist_to_g),

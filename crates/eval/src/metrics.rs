@@ -376,8 +376,8 @@ fn surface_metrics(
         (EmptyRule::GtEmpty | EmptyRule::PredEmpty, _) => set(m, diagonal, 0.0),
         (EmptyRule::None, Some(b)) => {
             let region = ndarray::s![b[0]..b[1], b[2]..b[3], b[4]..b[5]];
-            let p = pred.data.slice(region).map(|&v| v == label);
-            let g = gt.data.slice(region).map(|&v| v == label);
+            let p = Zip::from(pred.data.slice(region)).par_map_collect(|&v| v == label);
+            let g = Zip::from(gt.data.slice(region)).par_map_collect(|&v| v == label);
             // Both masks are non-empty here, so the distances exist.
             if let Some(d) = surface_distances(p.view(), g.view(), spacing_kji, two_d) {
                 let s = d.stats(m.nsd_tolerance_mm);
