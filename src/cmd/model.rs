@@ -60,7 +60,11 @@ pub fn run_inspect_config(args: &InspectConfigArgs) -> Result<()> {
         (None, Some(plan)) => {
             let p = plan.patch_size_kji();
             notes.push(format!("patch size from {}", plan_path.display()));
-            if cfg.model.dims == 2 { vec![p[1], p[2]] } else { p.to_vec() }
+            if cfg.model.dims == 2 {
+                vec![p[1], p[2]]
+            } else {
+                p.to_vec()
+            }
         }
         (None, None) => {
             let p = if cfg.model.dims == 2 {

@@ -26,7 +26,11 @@ fn main() {
     // CT-like: air -1000 outside a body ellipsoid of soft tissue (~40 HU) with bone, in integer
     // HU steps (what a CT stored as float looks like); MR-like: smooth signal plus noise.
     let ct = Array3::from_shape_fn((n, n, n), |(k, j, i)| {
-        let (x, y, z) = ((i as f32 - 128.0) / 110.0, (j as f32 - 128.0) / 90.0, (k as f32 - 128.0) / 120.0);
+        let (x, y, z) = (
+            (i as f32 - 128.0) / 110.0,
+            (j as f32 - 128.0) / 90.0,
+            (k as f32 - 128.0) / 120.0,
+        );
         let r = x * x + y * y + z * z;
         if r > 1.0 {
             -1000.0
