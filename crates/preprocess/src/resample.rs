@@ -428,6 +428,15 @@ fn pass(src: ArrayView3<f32>, axis: usize, taps: &Taps, n_out: usize) -> Array3<
                         });
                         return;
                     }
+                    if n == 1 {
+                        // Nearest: a copy of one slab (or zeros outside the input).
+                        let w = taps.w[o];
+                        if w != 0.0 {
+                            let a = src.index_axis(Axis(0), taps.idx[o] as usize);
+                            Zip::from(&mut slab).and(&a).for_each(|d, &x| *d = w * x);
+                        }
+                        return;
+                    }
                     for q in 0..n {
                         let t = o * n + q;
                         let w = taps.w[t];
