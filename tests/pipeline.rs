@@ -64,24 +64,42 @@ fn log_losses(run: &Path) -> Vec<f64> {
         .collect()
 }
 
-#[test]
-fn synth_train_resume_predict_evaluate() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
+/// Writes a synthetic dataset to `dir/data` through the binary.
+fn synth_dataset(
+    dir: &Path,
+    cases: usize,
+    test_cases: usize,
+    size: usize,
+    seed: u64,
+) -> std::path::PathBuf {
     let data = dir.join("data");
+    let (c, t, z, s) = (
+        cases.to_string(),
+        test_cases.to_string(),
+        size.to_string(),
+        seed.to_string(),
+    );
     ok(&[
         "synth",
         "--out",
         data.to_str().unwrap(),
         "--cases",
-        "6",
+        &c,
         "--test-cases",
-        "2",
+        &t,
         "--size",
-        "24",
+        &z,
         "--seed",
-        "3",
+        &s,
     ]);
+    data
+}
+
+#[test]
+fn synth_train_resume_predict_evaluate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let data = synth_dataset(dir, 6, 2, 24, 3);
 
     // A full 4-epoch run.
     let full_cfg = write_config(dir, "full", 4);
@@ -251,20 +269,7 @@ fn bad_configs_give_one_line_errors() {
 fn non_finite_loss_stops_training_with_a_clear_message() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let data = dir.join("data");
-    ok(&[
-        "synth",
-        "--out",
-        data.to_str().unwrap(),
-        "--cases",
-        "3",
-        "--test-cases",
-        "0",
-        "--size",
-        "16",
-        "--seed",
-        "1",
-    ]);
+    let data = synth_dataset(dir, 3, 0, 16, 1);
     let cfg = write_config(dir, "nan", 3);
     // An absurd learning rate makes the weights, then the loss, non-finite.
     let out = medseg(&[
