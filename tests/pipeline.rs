@@ -64,6 +64,27 @@ fn log_losses(run: &Path) -> Vec<f64> {
         .collect()
 }
 
+/// Runs `predict --model RUN --input DATA/imagesTs --output OUT` plus `extra` flags.
+fn predict(run: &Path, data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let input = data.join("imagesTs");
+    let mut args = vec![
+        "predict",
+        "--model",
+        run.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+    ];
+    args.extend(["--output", out.to_str().unwrap()]);
+    args.extend_from_slice(extra);
+    let output = medseg(&args);
+    assert!(
+        output.status.success(),
+        "medseg {args:?} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
 /// Writes a synthetic dataset to `dir/data` through the binary.
 fn synth_dataset(
     dir: &Path,
@@ -156,16 +177,7 @@ fn synth_train_resume_predict_evaluate() {
 
     // Predict the held-out cases: outputs carry the input's exact geometry.
     let preds = dir.join("preds");
-    ok(&[
-        "predict",
-        "--model",
-        full.to_str().unwrap(),
-        "--input",
-        data.join("imagesTs").to_str().unwrap(),
-        "--output",
-        preds.to_str().unwrap(),
-        "--probabilities",
-    ]);
+    predict(&full, &data, &preds, &["--probabilities"]);
     for case in ["case_006", "case_007"] {
         let input = data.join("imagesTs").join(format!("{case}_0000.nii.gz"));
         let pred = preds.join(format!("{case}.nii.gz"));
@@ -189,15 +201,7 @@ fn synth_train_resume_predict_evaluate() {
     }
     // Without --probabilities, classes are restored one at a time (running argmax): same labels.
     let preds2 = dir.join("preds2");
-    ok(&[
-        "predict",
-        "--model",
-        full.to_str().unwrap(),
-        "--input",
-        data.join("imagesTs").to_str().unwrap(),
-        "--output",
-        preds2.to_str().unwrap(),
-    ]);
+    predict(&full, &data, &preds2, &[]);
     for case in ["case_006", "case_007"] {
         let a = medseg_volume::read_labels(&preds.join(format!("{case}.nii.gz"))).unwrap();
         let b = medseg_volume::read_labels(&preds2.join(format!("{case}.nii.gz"))).unwrap();
@@ -208,16 +212,7 @@ fn synth_train_resume_predict_evaluate() {
     }
     assert!(!preds2.join("probabilities").exists());
     // --resume skips what exists.
-    let out = medseg(&[
-        "predict",
-        "--model",
-        full.to_str().unwrap(),
-        "--input",
-        data.join("imagesTs").to_str().unwrap(),
-        "--output",
-        preds.to_str().unwrap(),
-        "--resume",
-    ]);
+    let out = predict(&full, &data, &preds, &["--resume"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("2 skipped"));
 
     // Evaluate through the binary.
