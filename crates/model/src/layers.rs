@@ -1,7 +1,8 @@
 //! Dimension-agnostic layers. The network always carries `[B, C, D, H, W]` tensors; a 2D
-//! network has D = 1 and runs real 2D kernels (`Conv2d`, `max_pool2d`), which are far cheaper
-//! than 3D kernels of depth 1. Dropping / restoring the unit depth axis is a reshape of a
-//! contiguous tensor (metadata only, no copy).
+//! network has D = 1 and holds 2D modules (`Conv2d`, `max_pool2d`: burn's 3D ops of depth 1
+//! would be far slower). On flex its convs run the fast conv kernels with a kernel depth of 1,
+//! which cost what a 2D kernel costs. Dropping / restoring the unit depth axis is a reshape of
+//! a contiguous tensor (metadata only, no copy).
 
 use burn::module::Module;
 use burn::nn::conv::{
@@ -75,8 +76,9 @@ impl ConvNd {
         Self::new(dims, channels, [1; 3], [1; 3], 1, device)
     }
 
-    /// 3D convs on flex run the faster [`crate::fast_conv`] path (same result within float
-    /// rounding); `MEDSEG_CONV=burn`, other devices and 2D convs use burn's own conv.
+    /// Convs on flex run the faster [`crate::fast_conv`] path (same result within float
+    /// rounding); a 2D conv goes there as a 3D conv of kernel depth 1 on the `[B, C, 1, H, W]`
+    /// tensor. `MEDSEG_CONV=burn` and other devices use burn's own conv.
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
         match self {
             ConvNd::D3(c) => {
@@ -95,18 +97,38 @@ impl ConvNd {
                     // weight before bias: parameters initialize lazily on first access, so
                     // this keeps the RNG draws (hence the initial weights) of burn's Conv3d
                     let weight = c.weight.val();
-                    let bias = match &c.bias {
-                        Some(b) => b.val(),
-                        None => Tensor::zeros([c.weight.dims()[0]], &x.device()),
-                    };
+                    let bias = conv_bias(c.bias.as_ref().map(|b| b.val()), weight.dims()[0], &x);
                     same_conv3d(x, weight, bias, c.stride, d)
                 } else {
                     c.forward(x)
                 }
             }
-            ConvNd::D2(c) => as_2d(x, |x| c.forward(x)),
+            ConvNd::D2(c) => {
+                let d = c.dilation[0];
+                let [k1, k2] = c.kernel_size;
+                let (p1, p2) = (d * (k1 - 1) / 2, d * (k2 - 1) / 2);
+                if c.groups == 1
+                    && c.dilation == [d; 2]
+                    && c.padding == PaddingConfig2d::Explicit(p1, p2, p1, p2)
+                    && x.dims()[2] == 1
+                    && use_fast_conv3d(&x.device(), [1, k1, k2])
+                {
+                    let weight = c.weight.val();
+                    let [co, ci, _, _] = weight.dims();
+                    let bias = conv_bias(c.bias.as_ref().map(|b| b.val()), co, &x);
+                    let weight: Tensor<5> = weight.reshape([co, ci, 1, k1, k2]);
+                    same_conv3d(x, weight, bias, [1, c.stride[0], c.stride[1]], d)
+                } else {
+                    as_2d(x, |x| c.forward(x))
+                }
+            }
         }
     }
+}
+
+/// The conv's bias, or zeros of `[co]` for a conv without one.
+fn conv_bias(bias: Option<Tensor<1>>, co: usize, x: &Tensor<5>) -> Tensor<1> {
+    bias.unwrap_or_else(|| Tensor::zeros([co], &x.device()))
 }
 
 /// Transposed convolution with kernel = stride (exact inverse of the stage's downsampling).

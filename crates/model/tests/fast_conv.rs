@@ -1,8 +1,8 @@
 //! The fast 3D conv (`medseg_model::fast_conv`) against burn's built-in `conv3d`: forward,
 //! input, weight and bias gradients on random inputs of several shapes, and a numerical
-//! gradient check on a tiny case.
+//! gradient check on a tiny case; its depth-1 form (how 2D networks run) against `conv2d`.
 
-use medseg_model::burn::tensor::module::conv3d;
+use medseg_model::burn::tensor::module::{conv2d, conv3d};
 use medseg_model::burn::tensor::ops::ConvOptions;
 use medseg_model::burn::tensor::{Device, Distribution, Tensor, TensorData};
 use medseg_model::fast_conv::{same_conv3d, use_fast_conv3d};
@@ -117,6 +117,70 @@ fn matches_burn_conv3d_forward_and_gradients() {
         assert_close(&format!("{what} dX"), &fast.dx, &reference.dx, 1e-4);
         assert_close(&format!("{what} dW"), &fast.dw, &reference.dw, 1e-4);
         assert_close(&format!("{what} dB"), &fast.db, &reference.db, 1e-4);
+    }
+}
+
+/// 2D networks run their convs as 3D convs of kernel depth 1 on `[B, C, 1, H, W]` tensors.
+#[test]
+fn depth_one_kernels_match_burn_conv2d() {
+    let device = Device::flex().autodiff();
+    device.seed(12);
+    let dist = Distribution::Normal(0.0, 1.0);
+    // (batch, ci, co, [h, w], [kh, kw], [sh, sw], dilation)
+    type Case = (
+        usize,
+        usize,
+        usize,
+        [usize; 2],
+        [usize; 2],
+        [usize; 2],
+        usize,
+    );
+    let cases: &[Case] = &[
+        (4, 1, 16, [32, 24], [3, 3], [1, 1], 1),
+        (2, 16, 32, [20, 18], [3, 3], [2, 2], 1),
+        (3, 32, 32, [9, 8], [3, 3], [1, 1], 1),
+        (2, 8, 4, [13, 11], [3, 3], [1, 1], 2),
+        (2, 6, 3, [7, 10], [1, 1], [1, 1], 1),
+        (1, 4, 8, [9, 9], [3, 5], [2, 1], 1),
+    ];
+    for &(n, ci, co, [h, w], [kh, kw], [sh, sw], dil) in cases {
+        let x = Tensor::<4>::random([n, ci, h, w], dist, &device).require_grad();
+        let wt = Tensor::<4>::random([co, ci, kh, kw], dist, &device).require_grad();
+        let b = Tensor::<1>::random([co], dist, &device).require_grad();
+        let (ph, pw) = (dil * (kh - 1) / 2, dil * (kw - 1) / 2);
+        let reference = conv2d(
+            x.clone(),
+            wt.clone(),
+            Some(b.clone()),
+            ConvOptions::new([sh, sw], [ph, pw], [dil; 2], 1),
+        );
+        let [_, _, ho, wo] = reference.dims();
+        let r = Tensor::<4>::random([n, co, ho, wo], dist, &device);
+        let fast: Tensor<4> = same_conv3d(
+            x.clone().reshape([n, ci, 1, h, w]),
+            wt.clone().reshape([co, ci, 1, kh, kw]),
+            b.clone(),
+            [1, sh, sw],
+            dil,
+        )
+        .reshape([n, co, ho, wo]);
+        let what = format!("n{n} ci{ci} co{co} {h}x{w} k{kh}x{kw} s{sh}x{sw} dil{dil}");
+        let grads_of = |y: Tensor<4>| {
+            let g = (y.clone() * r.clone()).sum().backward();
+            (
+                values(y.inner()),
+                values(x.grad(&g).unwrap()),
+                values(wt.grad(&g).unwrap()),
+                values(b.grad(&g).unwrap()),
+            )
+        };
+        let (fy, fdx, fdw, fdb) = grads_of(fast);
+        let (ry, rdx, rdw, rdb) = grads_of(reference);
+        assert_close(&format!("{what} forward"), &fy, &ry, 1e-4);
+        assert_close(&format!("{what} dX"), &fdx, &rdx, 1e-4);
+        assert_close(&format!("{what} dW"), &fdw, &rdw, 1e-4);
+        assert_close(&format!("{what} dB"), &fdb, &rdb, 1e-4);
     }
 }
 
