@@ -47,17 +47,23 @@ impl ConvNormAct {
         }
     }
 
+    /// conv -> dropout, before the norm.
+    fn conv_dropout(&self, x: Tensor<5>) -> Tensor<5> {
+        let y = self.conv.forward(x);
+        match &self.dropout {
+            Some(d) => d.forward(y),
+            None => y,
+        }
+    }
+
     /// conv -> dropout -> norm, without the activation (residual blocks add first).
     fn forward_linear(&self, x: Tensor<5>) -> Tensor<5> {
-        let mut y = self.conv.forward(x);
-        if let Some(d) = &self.dropout {
-            y = d.forward(y);
-        }
-        self.norm.forward(y)
+        self.norm.forward(self.conv_dropout(x))
     }
 
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
-        leaky_relu(self.forward_linear(x), self.negative_slope)
+        self.norm
+            .forward_leaky_relu(self.conv_dropout(x), self.negative_slope)
     }
 }
 

@@ -500,7 +500,10 @@ pub fn weight_grad(x: &[f32], grad: &[f32], s: &ConvShape) -> Vec<f32> {
         .into_par_iter()
         .map(|c| {
             let mut tile = vec![0.0f32; k * lmax];
-            let mut acc = vec![0.0f32; s.co * k];
+            // acc is dWᵀ [K, Co]: gemm's micro-kernel then runs along Co, so only the small
+            // G[Co, L] block gets packed (transposed), not the K x L tile (27 Ci x L), which
+            // it reads in place; the transpose back to [Co, K] happens once at the end
+            let mut acc = vec![0.0f32; k * s.co];
             let (t0, t1) = (c * ntasks / nchunks, (c + 1) * ntasks / nchunks);
             for t in t0..t1 {
                 let (n, z, y0, rows) = s.task(t, blocks);
@@ -515,8 +518,8 @@ pub fn weight_grad(x: &[f32], grad: &[f32], s: &ConvShape) -> Vec<f32> {
                         k,
                         l,
                         acc.as_mut_ptr(),
+                        s.co as isize,
                         1,
-                        k as isize,
                         true,
                         grad.as_ptr().add(off),
                         1,
@@ -537,9 +540,15 @@ pub fn weight_grad(x: &[f32], grad: &[f32], s: &ConvShape) -> Vec<f32> {
         })
         .collect();
     let mut it = partial.into_iter();
-    let mut total = it.next().unwrap_or_else(|| vec![0.0; s.co * k]);
+    let mut total_t = it.next().unwrap_or_else(|| vec![0.0; s.co * k]);
     for p in it {
-        total.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
+        total_t.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
+    }
+    let mut total = vec![0.0f32; s.co * k];
+    for (kk, row) in total_t.chunks_exact(s.co).enumerate() {
+        for (co, &v) in row.iter().enumerate() {
+            total[co * k + kk] = v;
+        }
     }
     total
 }

@@ -1,5 +1,7 @@
 //! Affine instance norm for the flex backend as a few parallel passes over each `(n, c)` row,
-//! forward and backward (a burn backend extension op with its own backward).
+//! forward and backward (a burn backend extension op with its own backward), optionally fused
+//! with the LeakyReLU that follows it in every conv block: the forward keeps each row's
+//! statistics, so the backward pass is two passes over the input and the gradient.
 //!
 //! Why: burn 0.22 builds InstanceNorm as GroupNorm from ~9 tensor ops forward and ~15-20
 //! backward, each a full pass over the activation, several of them serial. Same formula as
@@ -26,12 +28,14 @@ use crate::fast_conv::{ConvImpl, conv_impl};
 #[backend_extension(Flex, Autodiff)]
 pub trait InstanceNormBackend: Backend {
     /// `x` `[n, c, ...]`, `gamma`/`beta` `[c]`: `(x - mean) / sqrt(var + eps) * gamma + beta`
-    /// with mean and (biased) variance over each `(n, c)` row.
+    /// with mean and (biased) variance over each `(n, c)` row, followed by a LeakyReLU of
+    /// negative slope `slope` when one is given.
     fn fused_instance_norm(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         eps: f64,
+        slope: Option<f64>,
     ) -> FloatTensor<Self>;
 }
 
@@ -74,118 +78,155 @@ fn check_f32(ts: &[&FlexTensor]) {
     );
 }
 
+/// What the backward pass needs of one row: the forward's `z = x * scale + shift` (so the
+/// activation's sign test sees bit-identical values), and `mean`, `rstd` for `x_hat`.
+#[derive(Debug, Clone, Copy)]
+struct RowAffine {
+    mean: f32,
+    rstd: f32,
+    scale: f32,
+    shift: f32,
+}
+
+/// The activation and its derivative factor at pre-activation `z`.
+#[inline(always)]
+fn act_factor(z: f32, slope: Option<f32>) -> f32 {
+    match slope {
+        Some(s) if z < 0.0 => s,
+        _ => 1.0,
+    }
+}
+
+/// Forward pass; also returns each row's statistics for the backward pass.
+fn norm_act_forward(
+    x: &FlexTensor,
+    gamma: &FlexTensor,
+    beta: &FlexTensor,
+    eps: f64,
+    slope: Option<f64>,
+) -> (FlexTensor, Vec<RowAffine>) {
+    check_f32(&[x, gamma, beta]);
+    let (rows, c, len) = dims(x);
+    let (xc, g, b) = (contiguous(x), contiguous(gamma), contiguous(beta));
+    let (xs, gs, bs) = (xc.storage::<f32>(), g.storage::<f32>(), b.storage::<f32>());
+    let slope = slope.map(|s| s as f32);
+    let mut out = vec![0.0f32; rows * len];
+    let mut stats = vec![
+        RowAffine {
+            mean: 0.0,
+            rstd: 0.0,
+            scale: 0.0,
+            shift: 0.0
+        };
+        rows
+    ];
+    if len > 0 {
+        out.par_chunks_mut(len)
+            .zip(xs.par_chunks(len))
+            .zip(stats.par_iter_mut())
+            .enumerate()
+            .for_each(|(r, ((o, xr), st))| {
+                let (mean, rstd) = row_stats(xr, eps);
+                let scale = rstd * gs[r % c];
+                let shift = bs[r % c] - mean * scale;
+                *st = RowAffine {
+                    mean,
+                    rstd,
+                    scale,
+                    shift,
+                };
+                match slope {
+                    Some(s) => {
+                        for (o, &v) in o.iter_mut().zip(xr) {
+                            let z = v * scale + shift;
+                            *o = if z < 0.0 { z * s } else { z };
+                        }
+                    }
+                    None => {
+                        for (o, &v) in o.iter_mut().zip(xr) {
+                            *o = v * scale + shift;
+                        }
+                    }
+                }
+            });
+    }
+    let y = FlexTensor::from_data(TensorData::new(out, x.shape().to_vec()));
+    (y, stats)
+}
+
+/// Gradients of input, gamma and beta from the output gradient `grad`, in two passes per row.
+/// With `dz` the gradient before the activation and `x_hat = (x - mean) * rstd`:
+/// `dbeta = sum(dz)`, `dgamma = sum(dz * x_hat)` (over n and space), and
+/// `dx = rstd * gamma * (dz - mean(dz) - x_hat * mean(dz * x_hat))`.
+fn norm_act_backward(
+    x: &FlexTensor,
+    grad: &FlexTensor,
+    stats: &[RowAffine],
+    slope: Option<f64>,
+) -> (FlexTensor, FlexTensor, FlexTensor) {
+    check_f32(&[x, grad]);
+    let (rows, c, len) = dims(x);
+    let (xc, dy) = (contiguous(x), contiguous(grad));
+    let (xs, dys) = (xc.storage::<f32>(), dy.storage::<f32>());
+    let slope = slope.map(|s| s as f32);
+    let mut out = vec![0.0f32; rows * len];
+    let mut sums = vec![(0.0f64, 0.0f64); rows];
+    if len > 0 {
+        out.par_chunks_mut(len)
+            .zip(xs.par_chunks(len).zip(dys.par_chunks(len)))
+            .zip(sums.par_iter_mut())
+            .enumerate()
+            .for_each(|(r, ((o, (xr, gr)), sum))| {
+                let RowAffine {
+                    mean,
+                    rstd,
+                    scale,
+                    shift,
+                } = stats[r];
+                // f32 partial sums over short blocks, added up in f64
+                let (mut a, mut b) = (0.0f64, 0.0f64);
+                for (xb, gb) in xr.chunks(256).zip(gr.chunks(256)) {
+                    let (mut pa, mut pb) = (0.0f32, 0.0f32);
+                    for (&v, &d) in xb.iter().zip(gb) {
+                        let dz = d * act_factor(v * scale + shift, slope);
+                        pa += dz;
+                        pb += dz * ((v - mean) * rstd);
+                    }
+                    a += pa as f64;
+                    b += pb as f64;
+                }
+                *sum = (a, b);
+                let ma = (a / len as f64) as f32;
+                let mb = (b / len as f64) as f32;
+                for ((o, &v), &d) in o.iter_mut().zip(xr).zip(gr) {
+                    let dz = d * act_factor(v * scale + shift, slope);
+                    let xhat = (v - mean) * rstd;
+                    *o = scale * (dz - ma - xhat * mb);
+                }
+            });
+    }
+    let (mut dgamma, mut dbeta) = (vec![0.0f64; c], vec![0.0f64; c]);
+    for (r, &(a, b)) in sums.iter().enumerate() {
+        dbeta[r % c] += a;
+        dgamma[r % c] += b;
+    }
+    let to_tensor = |v: Vec<f64>| {
+        let v: Vec<f32> = v.into_iter().map(|v| v as f32).collect();
+        FlexTensor::from_data(TensorData::new(v, vec![c]))
+    };
+    let dx = FlexTensor::from_data(TensorData::new(out, x.shape().to_vec()));
+    (dx, to_tensor(dgamma), to_tensor(dbeta))
+}
+
 impl InstanceNormBackend for Flex {
     fn fused_instance_norm(
         x: FlexTensor,
         gamma: FlexTensor,
         beta: FlexTensor,
         eps: f64,
+        slope: Option<f64>,
     ) -> FlexTensor {
-        check_f32(&[&x, &gamma, &beta]);
-        let (rows, c, len) = dims(&x);
-        let (xc, g, b) = (contiguous(&x), contiguous(&gamma), contiguous(&beta));
-        let (xs, gs, bs) = (xc.storage::<f32>(), g.storage::<f32>(), b.storage::<f32>());
-        let mut out = vec![0.0f32; rows * len];
-        if len > 0 {
-            out.par_chunks_mut(len)
-                .zip(xs.par_chunks(len))
-                .enumerate()
-                .for_each(|(r, (o, xr))| {
-                    let (mean, rstd) = row_stats(xr, eps);
-                    let scale = rstd * gs[r % c];
-                    let shift = bs[r % c] - mean * scale;
-                    for (o, &v) in o.iter_mut().zip(xr) {
-                        *o = v * scale + shift;
-                    }
-                });
-        }
-        FlexTensor::from_data(TensorData::new(out, x.shape().to_vec()))
-    }
-}
-
-/// Input gradient: `rstd * gamma * (dy - mean(dy) - x_hat * mean(dy * x_hat))` per row.
-fn x_backward(x: FlexTensor, gamma: FlexTensor, grad: FlexTensor, eps: f64) -> FlexTensor {
-    {
-        check_f32(&[&x, &gamma, &grad]);
-        let (rows, c, len) = dims(&x);
-        let (xc, g, dy) = (contiguous(&x), contiguous(&gamma), contiguous(&grad));
-        let (xs, gs, dys) = (xc.storage::<f32>(), g.storage::<f32>(), dy.storage::<f32>());
-        let mut out = vec![0.0f32; rows * len];
-        if len > 0 {
-            out.par_chunks_mut(len)
-                .zip(xs.par_chunks(len).zip(dys.par_chunks(len)))
-                .enumerate()
-                .for_each(|(r, (o, (xr, gr)))| {
-                    let (mean, rstd) = row_stats(xr, eps);
-                    // a = mean(dy), b = mean(dy * x_hat)
-                    let (mut a, mut b) = (0.0f64, 0.0f64);
-                    for (&v, &d) in xr.iter().zip(gr) {
-                        a += d as f64;
-                        b += d as f64 * ((v - mean) * rstd) as f64;
-                    }
-                    let a = (a / len as f64) as f32;
-                    let b = (b / len as f64) as f32;
-                    let k = rstd * gs[r % c];
-                    for ((o, &v), &d) in o.iter_mut().zip(xr).zip(gr) {
-                        let xhat = (v - mean) * rstd;
-                        *o = k * (d - a - xhat * b);
-                    }
-                });
-        }
-        FlexTensor::from_data(TensorData::new(out, x.shape().to_vec()))
-    }
-}
-
-/// Gradient of gamma: `sum over n and space of dy * x_hat`.
-fn gamma_backward(x: FlexTensor, grad: FlexTensor, eps: f64) -> FlexTensor {
-    {
-        check_f32(&[&x, &grad]);
-        let (rows, c, len) = dims(&x);
-        let (xc, dy) = (contiguous(&x), contiguous(&grad));
-        let (xs, dys) = (xc.storage::<f32>(), dy.storage::<f32>());
-        let per_row: Vec<f64> = if len == 0 {
-            vec![0.0; rows]
-        } else {
-            xs.par_chunks(len)
-                .zip(dys.par_chunks(len))
-                .map(|(xr, gr)| {
-                    let (mean, rstd) = row_stats(xr, eps);
-                    xr.iter()
-                        .zip(gr)
-                        .map(|(&v, &d)| d as f64 * ((v - mean) * rstd) as f64)
-                        .sum::<f64>()
-                })
-                .collect()
-        };
-        let mut out = vec![0.0f64; c];
-        for (r, v) in per_row.into_iter().enumerate() {
-            out[r % c] += v;
-        }
-        let out: Vec<f32> = out.into_iter().map(|v| v as f32).collect();
-        FlexTensor::from_data(TensorData::new(out, vec![c]))
-    }
-}
-
-/// Gradient of beta: `sum over n and space of dy`.
-fn beta_backward(grad: FlexTensor) -> FlexTensor {
-    {
-        check_f32(&[&grad]);
-        let (rows, c, len) = dims(&grad);
-        let dy = contiguous(&grad);
-        let dys = dy.storage::<f32>();
-        let per_row: Vec<f64> = if len == 0 {
-            vec![0.0; rows]
-        } else {
-            dys.par_chunks(len)
-                .map(|gr| gr.iter().map(|&d| d as f64).sum::<f64>())
-                .collect()
-        };
-        let mut out = vec![0.0f64; c];
-        for (r, v) in per_row.into_iter().enumerate() {
-            out[r % c] += v;
-        }
-        let out: Vec<f32> = out.into_iter().map(|v| v as f32).collect();
-        FlexTensor::from_data(TensorData::new(out, vec![c]))
+        norm_act_forward(&x, &gamma, &beta, eps, slope).0
     }
 }
 
@@ -193,8 +234,8 @@ fn beta_backward(grad: FlexTensor) -> FlexTensor {
 struct InstanceNormBackward;
 
 impl Backward<Flex, 3> for InstanceNormBackward {
-    /// (input, gamma checkpoints, eps)
-    type State = (NodeId, NodeId, f64);
+    /// (input checkpoint, slope, per-row statistics of the forward pass)
+    type State = (NodeId, Option<f64>, Vec<RowAffine>);
 
     fn backward(
         self,
@@ -204,17 +245,17 @@ impl Backward<Flex, 3> for InstanceNormBackward {
     ) {
         let [node_x, node_g, node_b] = ops.parents;
         let grad = grads.consume::<Flex>(&ops.node);
-        let (x_state, g_state, eps) = ops.state;
+        let (x_state, slope, stats) = ops.state;
         let x = checkpointer.retrieve_node_output::<FlexTensor>(x_state);
-        let gamma = checkpointer.retrieve_node_output::<FlexTensor>(g_state);
+        let (dx, dgamma, dbeta) = norm_act_backward(&x, &grad, &stats, slope);
         if let Some(node) = node_x {
-            grads.register::<Flex>(node.id, x_backward(x.clone(), gamma, grad.clone(), eps));
+            grads.register::<Flex>(node.id, dx);
         }
         if let Some(node) = node_g {
-            grads.register::<Flex>(node.id, gamma_backward(x, grad.clone(), eps));
+            grads.register::<Flex>(node.id, dgamma);
         }
         if let Some(node) = node_b {
-            grads.register::<Flex>(node.id, beta_backward(grad));
+            grads.register::<Flex>(node.id, dbeta);
         }
     }
 }
@@ -225,6 +266,7 @@ impl<C: CheckpointStrategy> InstanceNormBackend for Autodiff<Flex, C> {
         gamma: FloatTensor<Self>,
         beta: FloatTensor<Self>,
         eps: f64,
+        slope: Option<f64>,
     ) -> FloatTensor<Self> {
         match InstanceNormBackward
             .prepare::<C>([x.node(), gamma.node(), beta.node()])
@@ -233,22 +275,21 @@ impl<C: CheckpointStrategy> InstanceNormBackend for Autodiff<Flex, C> {
         {
             OpsKind::Tracked(mut prep) => {
                 let xs = prep.checkpoint(&x);
-                let gs = prep.checkpoint(&gamma);
-                prep.finish(
-                    (xs, gs, eps),
-                    Flex::fused_instance_norm(
-                        x.into_primitive(),
-                        gamma.into_primitive(),
-                        beta.into_primitive(),
-                        eps,
-                    ),
-                )
+                let (y, stats) = norm_act_forward(
+                    &x.into_primitive(),
+                    &gamma.into_primitive(),
+                    &beta.into_primitive(),
+                    eps,
+                    slope,
+                );
+                prep.finish((xs, slope, stats), y)
             }
             OpsKind::UnTracked(prep) => prep.finish(Flex::fused_instance_norm(
                 x.into_primitive(),
                 gamma.into_primitive(),
                 beta.into_primitive(),
                 eps,
+                slope,
             )),
         }
     }
@@ -257,6 +298,27 @@ impl<C: CheckpointStrategy> InstanceNormBackend for Autodiff<Flex, C> {
 /// Affine instance norm: the fused flex op on flex f32 tensors when the fast path is on,
 /// burn's `InstanceNorm::forward` otherwise (including `affine = false`).
 pub fn instance_norm<const D: usize>(norm: &InstanceNorm, x: Tensor<D>) -> Tensor<D> {
+    fused(norm, x, None).unwrap_or_else(|x| norm.forward(x))
+}
+
+/// Affine instance norm followed by LeakyReLU(`slope`) as one fused flex op (one write of the
+/// activation instead of two; the backward pass reads `x` and the gradient twice) when the
+/// fast path is on, burn's `InstanceNorm` and [`crate::fast_act::leaky_relu`] otherwise.
+pub fn instance_norm_leaky_relu<const D: usize>(
+    norm: &InstanceNorm,
+    x: Tensor<D>,
+    slope: f64,
+) -> Tensor<D> {
+    fused(norm, x, Some(slope))
+        .unwrap_or_else(|x| crate::fast_act::leaky_relu(norm.forward(x), slope))
+}
+
+/// The fused op, or `Err(x)` back when it does not apply.
+fn fused<const D: usize>(
+    norm: &InstanceNorm,
+    x: Tensor<D>,
+    slope: Option<f64>,
+) -> Result<Tensor<D>, Tensor<D>> {
     let fast = conv_impl() == ConvImpl::Fast
         && norm.affine
         && D >= 3
@@ -269,15 +331,18 @@ pub fn instance_norm<const D: usize>(norm: &InstanceNorm, x: Tensor<D>) -> Tenso
         (Some(g), Some(b)) if fast => {
             let (g, b) = (g.val(), b.val());
             if g.dtype() != DType::F32 || b.dtype() != DType::F32 {
-                return norm.forward(x);
+                return Err(x);
             }
-            Tensor::from_dispatch(<Dispatch as InstanceNormBackend>::fused_instance_norm(
-                x.into_dispatch(),
-                g.into_dispatch(),
-                b.into_dispatch(),
-                norm.epsilon,
+            Ok(Tensor::from_dispatch(
+                <Dispatch as InstanceNormBackend>::fused_instance_norm(
+                    x.into_dispatch(),
+                    g.into_dispatch(),
+                    b.into_dispatch(),
+                    norm.epsilon,
+                    slope,
+                ),
             ))
         }
-        _ => norm.forward(x),
+        _ => Err(x),
     }
 }

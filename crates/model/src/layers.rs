@@ -18,8 +18,9 @@ use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor};
 use medseg_config::NormKind;
 
+use crate::fast_act::leaky_relu;
 use crate::fast_conv::{same_conv3d, use_fast_conv3d};
-use crate::fast_norm::instance_norm;
+use crate::fast_norm::{instance_norm, instance_norm_leaky_relu};
 
 /// Runs a 4D op on a `[B, C, 1, H, W]` tensor.
 #[inline]
@@ -194,6 +195,15 @@ impl Norm {
             Norm::Instance(n) => instance_norm(n, x),
             Norm::Group(n) => n.forward(x),
             Norm::Batch(n) => n.forward(x),
+        }
+    }
+
+    /// The norm followed by LeakyReLU(`slope`); instance norm runs both as one fused op on
+    /// flex ([`instance_norm_leaky_relu`]).
+    pub fn forward_leaky_relu<const D: usize>(&self, x: Tensor<D>, slope: f64) -> Tensor<D> {
+        match self {
+            Norm::Instance(n) => instance_norm_leaky_relu(n, x, slope),
+            other => leaky_relu(other.forward(x), slope),
         }
     }
 }

@@ -5,13 +5,15 @@
 //! ModelConfig + patch --UNetConfig::from_model_config--> UNetConfig --init(&device)--> UNet
 //! LossConfig --SegLoss::from_config--> SegLoss (--DeepSupervisionLoss::new--> wrapper)
 //! ```
-//! Tensors are `[B, C, D, H, W]` throughout (2D networks: D = 1, real 2D kernels inside).
+//! Tensors are `[B, C, D, H, W]` throughout (2D networks: D = 1, 2D modules inside).
 //! Train on `Device::flex().autodiff()`, infer on `Device::flex()`.
 
 pub mod bench;
 pub mod blocks;
 mod config;
-mod conv3d_kernel;
+/// Raw-slice conv kernels; public for `examples/bench_conv_kernel.rs`, not a stable API.
+#[doc(hidden)]
+pub mod conv3d_kernel;
 pub mod convert;
 mod deep_supervision;
 mod error;

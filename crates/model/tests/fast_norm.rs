@@ -1,10 +1,12 @@
-//! The fused instance norm (`medseg_model::fast_norm`) against burn's `InstanceNorm`: values
-//! and the gradients of input, gamma and beta, for 5D and 4D inputs.
+//! The fused instance norm (`medseg_model::fast_norm`) against burn's `InstanceNorm`, alone and
+//! fused with the LeakyReLU after it (against burn's `leaky_relu`): values and the gradients of
+//! input, gamma and beta, for 5D and 4D inputs.
 
 use medseg_model::burn::module::Param;
 use medseg_model::burn::nn::{InstanceNorm, InstanceNormConfig};
+use medseg_model::burn::tensor::activation::leaky_relu;
 use medseg_model::burn::tensor::{Device, Distribution, Tensor};
-use medseg_model::fast_norm::instance_norm;
+use medseg_model::fast_norm::{instance_norm, instance_norm_leaky_relu};
 
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data()
@@ -27,7 +29,8 @@ fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
     );
 }
 
-fn check<const D: usize>(shape: [usize; D], device: &Device) {
+/// `slope`: also the LeakyReLU after the norm.
+fn check<const D: usize>(shape: [usize; D], slope: Option<f64>, device: &Device) {
     let c = shape[1];
     let dist = Distribution::Normal(0.0, 1.0);
     let mut norm: InstanceNorm = InstanceNormConfig::new(c).init(device);
@@ -38,10 +41,11 @@ fn check<const D: usize>(shape: [usize; D], device: &Device) {
     let r = Tensor::<D>::random(shape, dist, device);
     let run = |fused: bool| {
         let xg = x.clone().require_grad();
-        let y = if fused {
-            instance_norm(&norm, xg.clone())
-        } else {
-            norm.forward(xg.clone())
+        let y = match (fused, slope) {
+            (true, None) => instance_norm(&norm, xg.clone()),
+            (true, Some(s)) => instance_norm_leaky_relu(&norm, xg.clone(), s),
+            (false, None) => norm.forward(xg.clone()),
+            (false, Some(s)) => leaky_relu(norm.forward(xg.clone()), s),
         };
         let grads = (y.clone() * r.clone()).sum().backward();
         let gamma = norm.gamma.as_ref().unwrap().val();
@@ -55,7 +59,7 @@ fn check<const D: usize>(shape: [usize; D], device: &Device) {
     };
     let f = run(true);
     let b = run(false);
-    let what = format!("{shape:?}");
+    let what = format!("{shape:?} slope {slope:?}");
     assert_close(&format!("{what} forward"), &f.0, &b.0, 1e-4);
     assert_close(&format!("{what} dX"), &f.1, &b.1, 1e-4);
     assert_close(&format!("{what} dGamma"), &f.2, &b.2, 1e-4);
@@ -66,10 +70,12 @@ fn check<const D: usize>(shape: [usize; D], device: &Device) {
 fn matches_burn_instance_norm_and_its_gradients() {
     let device = Device::flex().autodiff();
     device.seed(9);
-    check([2, 8, 5, 6, 7], &device);
-    check([1, 3, 17, 9, 4], &device);
-    check([2, 16, 3, 3, 3], &device);
-    check([3, 4, 11, 13], &device);
+    for slope in [None, Some(0.01), Some(0.1)] {
+        check([2, 8, 5, 6, 7], slope, &device);
+        check([1, 3, 17, 9, 4], slope, &device);
+        check([2, 16, 3, 3, 3], slope, &device);
+        check([3, 4, 11, 13], slope, &device);
+    }
 }
 
 #[test]
@@ -81,7 +87,13 @@ fn inference_device_matches_burn() {
     assert_close(
         "inference",
         &values(instance_norm(&norm, x.clone())),
-        &values(norm.forward(x)),
+        &values(norm.forward(x.clone())),
+        1e-4,
+    );
+    assert_close(
+        "inference with LeakyReLU",
+        &values(instance_norm_leaky_relu(&norm, x.clone(), 0.1)),
+        &values(leaky_relu(norm.forward(x), 0.1)),
         1e-4,
     );
 }

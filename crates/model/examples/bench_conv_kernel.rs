@@ -1,0 +1,83 @@
+//! Times the raw conv kernels (`conv3d_kernel::{forward, input_grad, weight_grad}`) on the conv
+//! shapes of the benchmark UNets, to see where a train step's conv time goes. Usage:
+//! `cargo run --release -p medseg-model --example bench_conv_kernel -- [3|2] [reps]`
+//! (3D: batch 2, 64³, features 8-16-32-64; 2D: batch 8, 256², features 16-32-64-128).
+//! Prints one line per shape and phase: milliseconds per call (median) and GFLOP/s.
+
+use medseg_model::conv3d_kernel::{ConvShape, forward, input_grad, weight_grad};
+use std::time::Instant;
+
+fn median_ms(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut t: Vec<f64> = (0..reps)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}
+
+fn main() {
+    let a: Vec<String> = std::env::args().skip(1).collect();
+    let dims: usize = a.first().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let reps: usize = a.get(1).and_then(|s| s.parse().ok()).unwrap_or(5);
+    let (n, size, feats) = if dims == 3 {
+        (2, [64, 64, 64], [8, 16, 32, 64])
+    } else {
+        (8, [1, 256, 256], [16, 32, 64, 128])
+    };
+    let k = if dims == 3 { [3, 3, 3] } else { [1, 3, 3] };
+    let down = if dims == 3 { [2, 2, 2] } else { [1, 2, 2] };
+    // (ci, co, spatial, stride): encoder convs, decoder convs (after the skip concat)
+    let mut shapes = Vec::new();
+    let mut sp = size;
+    let mut ci = 1;
+    for (i, &f) in feats.iter().enumerate() {
+        let stride = if i == 0 { [1; 3] } else { down };
+        shapes.push((ci, f, sp, stride));
+        sp = std::array::from_fn(|a| sp[a] / stride[a]);
+        shapes.push((f, f, sp, [1; 3]));
+        ci = f;
+    }
+    let mut total = [0.0f64; 3];
+    for &(ci, co, spatial, stride) in &shapes {
+        let s = ConvShape {
+            n,
+            ci,
+            co,
+            spatial,
+            kernel: k,
+            stride,
+            dilation: 1,
+        };
+        let out: usize = s.out().iter().product();
+        let x = vec![0.5f32; n * ci * spatial.iter().product::<usize>()];
+        let w = vec![0.01f32; co * ci * k.iter().product::<usize>()];
+        let g = vec![0.1f32; n * co * out];
+        let flop = 2.0 * (n * co * out * ci * k.iter().product::<usize>()) as f64;
+        let times = [
+            median_ms(reps, || drop(forward(&x, &w, None, &s))),
+            median_ms(reps, || drop(input_grad(&g, &w, &s))),
+            median_ms(reps, || drop(weight_grad(&x, &g, &s))),
+        ];
+        for (t, v) in total.iter_mut().zip(&times) {
+            *t += v;
+        }
+        println!(
+            "ci {ci:>3} co {co:>3} in {spatial:?} stride {stride:?}: fwd {:.2} ms ({:.0} GFLOP/s), dX {:.2} ms ({:.0}), dW {:.2} ms ({:.0})",
+            times[0],
+            flop / times[0] / 1e6,
+            times[1],
+            flop / times[1] / 1e6,
+            times[2],
+            flop / times[2] / 1e6
+        );
+    }
+    println!(
+        "total: fwd {:.1} ms, dX {:.1} ms, dW {:.1} ms",
+        total[0], total[1], total[2]
+    );
+}
