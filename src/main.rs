@@ -3,7 +3,6 @@
 //! This binary is thin: it parses arguments (clap), calls the library crates and maps errors to
 //! exit codes (0 success, 1 failure, 2 usage error).
 
-mod alloc;
 mod cmd;
 mod progress;
 
@@ -76,7 +75,7 @@ struct InspectArgs {
 }
 
 fn main() -> ExitCode {
-    alloc::keep_freed_memory();
+    medseg_model::alloc::keep_freed_memory();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -21,6 +21,8 @@ fn median_ms(reps: usize, mut f: impl FnMut()) -> f64 {
 }
 
 fn main() {
+    // as in the medseg binary
+    medseg_model::alloc::keep_freed_memory();
     let a: Vec<String> = std::env::args().skip(1).collect();
     let dims: usize = a.first().and_then(|s| s.parse().ok()).unwrap_or(3);
     let reps: usize = a.get(1).and_then(|s| s.parse().ok()).unwrap_or(5);

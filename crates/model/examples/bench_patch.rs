@@ -12,6 +12,8 @@ fn list(s: Option<&String>, default: &[usize]) -> Vec<usize> {
 }
 
 fn main() {
+    // as in the medseg binary
+    medseg_model::alloc::keep_freed_memory();
     let a: Vec<String> = std::env::args().skip(1).collect();
     let patch = list(a.first(), &[48, 48, 32]);
     let batch = a.get(1).and_then(|s| s.parse().ok()).unwrap_or(2);

@@ -59,20 +59,29 @@ impl ConvShape {
     fn pad(&self, axis: usize) -> isize {
         (self.dilation * (self.kernel[axis] - 1) / 2) as isize
     }
-    /// Rows per task: about 256 output positions per gemm column block.
-    fn rows_per_block(&self) -> usize {
+    /// Rows per task: about 256 output positions per gemm column block. On the
+    /// [`RowShift`] path a multiple of the rows that make the padded block a multiple of 16
+    /// floats long (gemm then reads the tile in place rather than copying it).
+    fn rows_per_block(&self, rs: Option<RowShift>) -> usize {
         let [_, h, w] = self.out();
-        256usize.div_ceil(w.max(1)).clamp(1, h.max(1))
+        match rs {
+            Some(rs) => {
+                let unit = 16 / gcd(rs.wp, 16);
+                (256usize.div_ceil(rs.wp).div_ceil(unit) * unit).clamp(1, h.max(1))
+            }
+            None => 256usize.div_ceil(w.max(1)).clamp(1, h.max(1)),
+        }
     }
-    fn tasks(&self) -> (usize, usize) {
-        let rb = self.rows_per_block();
+    /// (task count, row blocks per plane) for the tile layout `rs`.
+    fn tasks(&self, rs: Option<RowShift>) -> (usize, usize) {
+        let rb = self.rows_per_block(rs);
         let [d, h, _] = self.out();
         let blocks = h.div_ceil(rb);
         (self.n * d * blocks, blocks)
     }
     /// (batch, depth plane, first row, row count) of task `t`.
-    fn task(&self, t: usize, blocks: usize) -> (usize, usize, usize, usize) {
-        let rb = self.rows_per_block();
+    fn task(&self, t: usize, blocks: usize, rs: Option<RowShift>) -> (usize, usize, usize, usize) {
+        let rb = self.rows_per_block(rs);
         let [d, h, _] = self.out();
         let b = t % blocks;
         let z = (t / blocks) % d;
@@ -86,6 +95,119 @@ impl ConvShape {
             ci: self.co,
             co: self.ci,
             ..*self
+        }
+    }
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// The im2col variant for convs with stride 1 along x and "same" x padding (every 3x3x3 and
+/// 1x3x3 stride-1 conv, and the input gradients computed as such convs).
+///
+/// The plain tile holds one row per tap, `K = Ci * k0 * k1 * k2` rows, but the `k2` taps along
+/// x of one `(ci, dz, dy)` read the same input row shifted by one column each. Here the tile
+/// holds only the `Q = Ci * k0 * k1` input rows, each output row padded with `pad` zeros on both
+/// sides (`wp = w + 2 pad` floats), and the conv runs as `k2` gemms, one per x tap, over the same
+/// tile shifted by that tap's column offset: a third of the copying for 3-wide kernels. The
+/// output is computed at every padded position and its valid columns copied out.
+#[derive(Debug, Clone, Copy)]
+struct RowShift {
+    /// x padding `dil * (k2 - 1) / 2`.
+    pad: usize,
+    /// Padded row length, at least `w + 2 pad`: rounded up to a multiple of 16 floats for wide
+    /// rows, so that blocks of any row count keep gemm's in-place read.
+    wp: usize,
+}
+
+impl RowShift {
+    fn of(s: &ConvShape) -> Option<Self> {
+        let pad = s.pad(2) as usize;
+        let applies = s.kernel[2] > 1 && s.stride[2] == 1 && s.out()[2] == s.spatial[2];
+        let tight = s.spatial[2] + 2 * pad;
+        // narrow rows: a block of 16 / gcd(tight, 16) rows is a multiple of 16 long (at most
+        // 8 x 66 floats at w = 64); wide rows: pad each row instead (258 -> 272 at w = 256)
+        let wp = if tight * (16 / gcd(tight, 16)) <= 1024 {
+            tight
+        } else {
+            tight.next_multiple_of(16)
+        };
+        applies.then_some(Self { pad, wp })
+    }
+    /// The forward pass takes this path for up to 8 output channels, where copying the tile
+    /// costs about as much as the gemm; with more, the single deeper gemm of the plain tile
+    /// wins (measured per shape with `examples/bench_conv_kernel.rs`, BENCHMARKS.md).
+    fn for_forward(s: &ConvShape) -> Option<Self> {
+        Self::of(s).filter(|_| s.co <= 8)
+    }
+    /// The weight gradient takes it for up to 16 output channels and at least as many tile rows
+    /// (`ci k0 k1`) as stacked gradient rows (`co k2`) (same measurements).
+    fn for_weight_grad(s: &ConvShape) -> Option<Self> {
+        let q = s.ci * s.kernel[0] * s.kernel[1];
+        Self::of(s).filter(|_| s.co <= 16 && q >= s.co * s.kernel[2])
+    }
+    /// Length of one tile row for `rows` output rows: the padded rows plus `pad` slack floats
+    /// at each end, so the most shifted views stay inside the row.
+    fn row_len(&self, rows: usize) -> usize {
+        rows * self.wp + 2 * self.pad
+    }
+    /// Column offset (into a tile row) of the view for x tap `dx`.
+    fn view_offset(&self, s: &ConvShape, dx: usize) -> usize {
+        dx * s.dilation
+    }
+}
+
+/// Fills `tile[Q, row_len]` ([`RowShift`]) for output rows `y0 .. y0 + rows` of output plane
+/// `z` of batch item `n`: each padded segment holds one input row (zeros outside the volume).
+#[allow(clippy::too_many_arguments)]
+fn fill_tile_rows(
+    x: &[f32],
+    s: &ConvShape,
+    rs: RowShift,
+    n: usize,
+    z: usize,
+    y0: usize,
+    rows: usize,
+    tile: &mut [f32],
+) {
+    let [d, h, w] = s.spatial;
+    let [k0, k1, _] = s.kernel;
+    let dil = s.dilation as isize;
+    let (p0, p1) = (s.pad(0), s.pad(1));
+    let lq = rs.row_len(rows);
+    let mut q = 0;
+    for ci in 0..s.ci {
+        let chan = (n * s.ci + ci) * d * h * w;
+        for dz in 0..k0 {
+            let iz = (z * s.stride[0]) as isize + dz as isize * dil - p0;
+            let plane_ok = iz >= 0 && iz < d as isize;
+            for dy in 0..k1 {
+                let row = &mut tile[q * lq..(q + 1) * lq];
+                q += 1;
+                if !plane_ok {
+                    row.fill(0.0);
+                    continue;
+                }
+                let plane = chan + iz as usize * h * w;
+                zero_small(&mut row[..rs.pad]);
+                for r in 0..rows {
+                    let iy = ((y0 + r) * s.stride[1]) as isize + dy as isize * dil - p1;
+                    // segment r: [pad zeros][w values][zeros up to wp]
+                    let seg = &mut row[rs.pad + r * rs.wp..][..rs.wp];
+                    let (left, rest) = seg.split_at_mut(rs.pad);
+                    let (vals, right) = rest.split_at_mut(w);
+                    zero_small(left);
+                    if iy < 0 || iy >= h as isize {
+                        vals.fill(0.0);
+                    } else {
+                        let src = plane + iy as usize * w;
+                        vals.copy_from_slice(&x[src..src + w]);
+                    }
+                    zero_small(right);
+                }
+                zero_small(&mut row[rs.pad + rows * rs.wp..]);
+            }
         }
     }
 }
@@ -345,15 +467,19 @@ pub fn forward(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: &ConvShape) -
     if out.is_empty() {
         return out;
     }
-    let (ntasks, blocks) = s.tasks();
+    if let Some(rs) = RowShift::for_forward(s) {
+        forward_row_shift(x, weight, bias, s, rs, &mut out);
+        return out;
+    }
+    let (ntasks, blocks) = s.tasks(None);
     let [_, ho, wo] = s.out();
-    let lmax = s.rows_per_block() * wo;
+    let lmax = s.rows_per_block(None) * wo;
     let taps = column_taps(s);
     let dst = SharedMut(out.as_mut_ptr());
     (0..ntasks).into_par_iter().for_each_init(
         || vec![0.0f32; k * lmax],
         |tile, t| {
-            let (n, z, y0, rows) = s.task(t, blocks);
+            let (n, z, y0, rows) = s.task(t, blocks, None);
             let l = rows * wo;
             fill_tile(x, s, &taps, n, z, y0, rows, tile);
             let off = n * s.co * ovol + (z * ho + y0) * wo;
@@ -395,6 +521,80 @@ pub fn forward(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: &ConvShape) -
     out
 }
 
+/// [`forward`] on the [`RowShift`] path: per task, `k2` gemms over shifted views of the row
+/// tile into a padded output block, whose valid columns (plus bias) go to `out`.
+fn forward_row_shift(
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    s: &ConvShape,
+    rs: RowShift,
+    out: &mut [f32],
+) {
+    let k = s.k();
+    let k2 = s.kernel[2];
+    let q = s.ci * s.kernel[0] * s.kernel[1];
+    let ovol = s.out_vol();
+    let (ntasks, blocks) = s.tasks(Some(rs));
+    let [_, ho, wo] = s.out();
+    let rmax = s.rows_per_block(Some(rs));
+    let dst = SharedMut(out.as_mut_ptr());
+    (0..ntasks).into_par_iter().for_each_init(
+        || {
+            (
+                vec![0.0f32; q * rs.row_len(rmax)],
+                vec![0.0f32; s.co * rmax * rs.wp],
+            )
+        },
+        |(tile, block), t| {
+            let (n, z, y0, rows) = s.task(t, blocks, Some(rs));
+            fill_tile_rows(x, s, rs, n, z, y0, rows, tile);
+            let (lq, lp) = (rs.row_len(rows), rows * rs.wp);
+            for dx in 0..k2 {
+                // SAFETY: block[Co, lp] (private), weight[co, q * k2 + dx] (< co * k) and
+                // tile[q, view_offset + p] for p < lp (view_offset + lp <= lq) are in bounds.
+                unsafe {
+                    gemm(
+                        s.co,
+                        lp,
+                        q,
+                        block.as_mut_ptr(),
+                        1,
+                        lp as isize,
+                        dx > 0,
+                        weight.as_ptr().add(dx),
+                        k2 as isize,
+                        k as isize,
+                        tile.as_ptr().add(rs.view_offset(s, dx)),
+                        1,
+                        lq as isize,
+                        1.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        Parallelism::None,
+                    );
+                }
+            }
+            let dst = dst;
+            for co in 0..s.co {
+                let bv = bias.map_or(0.0, |b| b[co]);
+                for r in 0..rows {
+                    let src = &block[co * lp + r * rs.wp + rs.pad..][..wo];
+                    let off = (n * s.co + co) * ovol + (z * ho + y0 + r) * wo;
+                    // SAFETY: task t writes out[n, :, z, y0..y0+rows, :] only, disjoint
+                    // across tasks, and in bounds.
+                    let row = unsafe { std::slice::from_raw_parts_mut(dst.0.add(off), wo) };
+                    for (o, &v) in row.iter_mut().zip(src) {
+                        *o = v + bv;
+                    }
+                }
+            }
+        },
+    );
+}
+
 /// Input gradient from the output gradient `grad` `[n, co, out...]` and `weight`
 /// `[co, ci, k0, k1, k2]`. Returns `[n, ci, d, h, w]`.
 pub fn input_grad(grad: &[f32], weight: &[f32], s: &ConvShape) -> Vec<f32> {
@@ -423,10 +623,10 @@ pub fn input_grad(grad: &[f32], weight: &[f32], s: &ConvShape) -> Vec<f32> {
     col2im_input_grad(grad, weight, s)
 }
 
-/// Strided (or otherwise not size-preserving) input gradient: per output plane,
-/// `dcol[K, L] = Wᵀ · G[Co, L]` scattered into the input planes it reads. Output planes whose
-/// input planes overlap run in different phases (plane index modulo the overlap), so no two
-/// concurrent tasks write the same input plane.
+/// Strided (or otherwise not size-preserving) input gradient: per block of output rows,
+/// `dcol[K, L] = Wᵀ · G[Co, L]` scattered into the input rows it reads. Blocks whose input rows
+/// overlap run in different phases (plane index and block index modulo the overlap), so no two
+/// concurrent tasks write the same input row.
 fn col2im_input_grad(grad: &[f32], weight: &[f32], s: &ConvShape) -> Vec<f32> {
     let k = s.k();
     let ovol = s.out_vol();
@@ -435,21 +635,37 @@ fn col2im_input_grad(grad: &[f32], weight: &[f32], s: &ConvShape) -> Vec<f32> {
     if dx.is_empty() || ovol == 0 {
         return dx;
     }
-    let l = ho * wo;
-    let reach = s.dilation * (s.kernel[0] - 1) + 1;
-    let phases = reach.div_ceil(s.stride[0]);
+    // about 512 output positions per block: the K x L tile stays in cache
+    let rows = 512usize.div_ceil(wo).clamp(1, ho);
+    let blocks = ho.div_ceil(rows);
+    // blocks b and b + P touch disjoint input rows when P exceeds the span a block reads
+    // beyond its own stride (same along depth with one plane per block)
+    let phases = |rows: usize, axis: usize| {
+        let reach = s.dilation * (s.kernel[axis] - 1) + 1;
+        let st = s.stride[axis];
+        ((rows - 1) * st + reach - 1) / (rows * st) + 1
+    };
+    let (pz, py) = (phases(1, 0), phases(rows, 1));
     let taps = column_taps(s);
     let ptr = SharedMut(dx.as_mut_ptr());
-    for phase in 0..phases {
-        let planes: Vec<(usize, usize)> = (0..s.n)
-            .flat_map(|n| (phase..dout).step_by(phases).map(move |z| (n, z)))
+    for phase in 0..pz * py {
+        let (fz, fy) = (phase / py, phase % py);
+        let jobs: Vec<(usize, usize, usize)> = (0..s.n)
+            .flat_map(|n| {
+                (fz..dout)
+                    .step_by(pz)
+                    .flat_map(move |z| (fy..blocks).step_by(py).map(move |b| (n, z, b)))
+            })
             .collect();
-        planes.into_par_iter().for_each_init(
-            || vec![0.0f32; k * l],
-            |tile, (n, z)| {
+        jobs.into_par_iter().for_each_init(
+            || vec![0.0f32; k * rows * wo],
+            |tile, (n, z, b)| {
                 let ptr = ptr;
-                // SAFETY: reads grad[n, :, z, :, :] (in bounds), writes the private tile; then
-                // scatters into input planes that no other task of this phase touches.
+                let y0 = b * rows;
+                let r = rows.min(ho - y0);
+                let l = r * wo;
+                // SAFETY: reads grad[n, :, z, y0..y0+r, :] (in bounds), writes the private
+                // tile; then scatters into input rows that no other task of this phase touches.
                 unsafe {
                     gemm(
                         k,
@@ -462,7 +678,7 @@ fn col2im_input_grad(grad: &[f32], weight: &[f32], s: &ConvShape) -> Vec<f32> {
                         weight.as_ptr(),
                         k as isize,
                         1,
-                        grad.as_ptr().add(n * s.co * ovol + z * l),
+                        grad.as_ptr().add(n * s.co * ovol + (z * ho + y0) * wo),
                         1,
                         ovol as isize,
                         0.0,
@@ -473,7 +689,7 @@ fn col2im_input_grad(grad: &[f32], weight: &[f32], s: &ConvShape) -> Vec<f32> {
                         Parallelism::None,
                     );
                 }
-                scatter_tile(ptr.0, s, &taps, n, z, 0, ho, tile);
+                scatter_tile(ptr.0, s, &taps, n, z, y0, r, tile);
             },
         );
     }
@@ -486,12 +702,25 @@ pub fn weight_grad(x: &[f32], grad: &[f32], s: &ConvShape) -> Vec<f32> {
     let k = s.k();
     assert_eq!(x.len(), s.n * s.ci * s.vol(), "conv3d input size");
     assert_eq!(grad.len(), s.n * s.co * ovol, "conv3d output gradient size");
-    let (ntasks, blocks) = s.tasks();
+    let rowshift = RowShift::for_weight_grad(s);
+    let (ntasks, blocks) = s.tasks(rowshift);
     if ntasks == 0 || ovol == 0 {
         return vec![0.0; s.co * k];
     }
     let [_, ho, wo] = s.out();
-    let lmax = s.rows_per_block() * wo;
+    let rmax = s.rows_per_block(rowshift);
+    let (q, k2) = (s.ci * s.kernel[0] * s.kernel[1], s.kernel[2]);
+    let m = s.co * k2;
+    // Both layouts put Co (times k2) along gemm's micro-kernel rows, so gemm packs only the
+    // small output-gradient operand and reads the large im2col tile in place:
+    // * RowShift: acc[qq * (Co k2) + co * k2 + dx] from ONE gemm per task whose left operand
+    //   stacks the k2 shifted copies of the gradient rows (the shift moves from the tile to
+    //   the gradient), `dW[co, qq * k2 + dx]` after the final permutation;
+    // * plain tile: acc = dWᵀ [K, Co].
+    let tile_len = match rowshift {
+        Some(rs) => q * rs.row_len(rmax),
+        None => k * rmax * wo,
+    };
     // A fixed chunk count (not the thread count) keeps the summation order, hence the result,
     // independent of the machine.
     let nchunks = ntasks.min(32);
@@ -499,17 +728,59 @@ pub fn weight_grad(x: &[f32], grad: &[f32], s: &ConvShape) -> Vec<f32> {
     let partial: Vec<Vec<f32>> = (0..nchunks)
         .into_par_iter()
         .map(|c| {
-            let mut tile = vec![0.0f32; k * lmax];
-            // acc is dWᵀ [K, Co]: gemm's micro-kernel then runs along Co, so only the small
-            // G[Co, L] block gets packed (transposed), not the K x L tile (27 Ci x L), which
-            // it reads in place; the transpose back to [Co, K] happens once at the end
+            let mut tile = vec![0.0f32; tile_len];
             let mut acc = vec![0.0f32; k * s.co];
+            let mut gstack = match rowshift {
+                Some(rs) => vec![0.0f32; m * rs.row_len(rmax)],
+                None => Vec::new(),
+            };
             let (t0, t1) = (c * ntasks / nchunks, (c + 1) * ntasks / nchunks);
             for t in t0..t1 {
-                let (n, z, y0, rows) = s.task(t, blocks);
+                let (n, z, y0, rows) = s.task(t, blocks, rowshift);
+                let off = n * s.co * ovol + (z * ho + y0) * wo;
+                if let Some(rs) = rowshift {
+                    fill_tile_rows(x, s, rs, n, z, y0, rows, &mut tile);
+                    let lq = rs.row_len(rows);
+                    // gstack[(co, dx), p'] = G at padded position p' - dx * dil (0 elsewhere)
+                    for co in 0..s.co {
+                        for dx in 0..k2 {
+                            let row = &mut gstack[(co * k2 + dx) * lq..][..lq];
+                            row.fill(0.0);
+                            let shift = rs.view_offset(s, dx) + rs.pad;
+                            for r in 0..rows {
+                                let src = &grad[off + co * ovol + r * wo..][..wo];
+                                row[shift + r * rs.wp..][..wo].copy_from_slice(src);
+                            }
+                        }
+                    }
+                    // SAFETY: acc[m, q] (private), gstack[m, lq] and tile[q, lq] in bounds.
+                    unsafe {
+                        gemm(
+                            m,
+                            q,
+                            lq,
+                            acc.as_mut_ptr(),
+                            m as isize,
+                            1,
+                            true,
+                            gstack.as_ptr(),
+                            1,
+                            lq as isize,
+                            tile.as_ptr(),
+                            lq as isize,
+                            1,
+                            1.0,
+                            1.0,
+                            false,
+                            false,
+                            false,
+                            Parallelism::None,
+                        );
+                    }
+                    continue;
+                }
                 let l = rows * wo;
                 fill_tile(x, s, &taps, n, z, y0, rows, &mut tile);
-                let off = n * s.co * ovol + (z * ho + y0) * wo;
                 // SAFETY: reads grad[n, :, z, y0..y0+rows, :] (in bounds, as in `forward`),
                 // the first k*l entries of `tile`, and writes the private `acc`.
                 unsafe {
@@ -540,14 +811,24 @@ pub fn weight_grad(x: &[f32], grad: &[f32], s: &ConvShape) -> Vec<f32> {
         })
         .collect();
     let mut it = partial.into_iter();
-    let mut total_t = it.next().unwrap_or_else(|| vec![0.0; s.co * k]);
+    let mut sum = it.next().unwrap_or_else(|| vec![0.0; s.co * k]);
     for p in it {
-        total_t.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
+        sum.iter_mut().zip(&p).for_each(|(a, b)| *a += b);
     }
     let mut total = vec![0.0f32; s.co * k];
-    for (kk, row) in total_t.chunks_exact(s.co).enumerate() {
-        for (co, &v) in row.iter().enumerate() {
-            total[co * k + kk] = v;
+    if rowshift.is_some() {
+        for (qq, block) in sum.chunks_exact(m).enumerate() {
+            for co in 0..s.co {
+                for dx in 0..k2 {
+                    total[co * k + qq * k2 + dx] = block[co * k2 + dx];
+                }
+            }
+        }
+    } else {
+        for (kk, row) in sum.chunks_exact(s.co).enumerate() {
+            for (co, &v) in row.iter().enumerate() {
+                total[co * k + kk] = v;
+            }
         }
     }
     total
@@ -656,6 +937,14 @@ mod tests {
             c(1, 2, 3, [5, 8, 6], [3, 3, 3], [1, 2, 2], 1),
             c(1, 3, 2, [6, 6, 7], [1, 1, 1], [2, 2, 2], 1),
             c(1, 2, 2, [9, 9, 9], [3, 3, 3], [3, 2, 2], 2),
+            // row blocks of unequal height (16, 16, 5) on the row-shift path
+            c(2, 3, 2, [2, 37, 20], [3, 3, 3], [1, 1, 1], 1),
+            c(1, 2, 3, [1, 40, 9], [1, 3, 5], [1, 1, 1], 2),
+            // wide rows: padded to a multiple of 16 floats
+            c(1, 2, 2, [2, 5, 200], [3, 3, 3], [1, 1, 1], 1),
+            c(2, 1, 2, [1, 3, 300], [1, 3, 3], [1, 1, 1], 2),
+            // stride 2 along y only: still the row-shift path
+            c(1, 2, 2, [3, 11, 10], [3, 3, 3], [1, 2, 1], 1),
         ]
     }
 

@@ -8,6 +8,7 @@
 //! Tensors are `[B, C, D, H, W]` throughout (2D networks: D = 1, 2D modules inside).
 //! Train on `Device::flex().autodiff()`, infer on `Device::flex()`.
 
+pub mod alloc;
 pub mod bench;
 pub mod blocks;
 mod config;
