@@ -214,7 +214,7 @@ fn fill_tile_rows(
 
 /// A raw pointer that tasks writing disjoint regions may share.
 #[derive(Clone, Copy)]
-struct SharedMut(*mut f32);
+pub(crate) struct SharedMut(pub(crate) *mut f32);
 // SAFETY: every task writes a region no other task touches (see the callers).
 unsafe impl Send for SharedMut {}
 unsafe impl Sync for SharedMut {}
@@ -465,6 +465,17 @@ pub fn forward(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: &ConvShape) -
     assert_eq!(weight.len(), s.co * k, "conv3d weight size");
     let mut out = vec![0.0f32; s.n * s.co * ovol];
     if out.is_empty() {
+        return out;
+    }
+    // direct conv: measured faster for <= 16 output channels on rows of >= 16 columns (one
+    // 32-column register block per row; narrower rows leave most lanes idle), slower from 32
+    // output channels on 16-wide rows (examples/bench_conv_kernel.rs, BENCHMARKS.md)
+    if s.co <= 16
+        && s.spatial[2] >= 16
+        && crate::direct_conv::available()
+        && crate::direct_conv::supports(s)
+    {
+        crate::direct_conv::forward_into(x, weight, bias, s, &mut out);
         return out;
     }
     if let Some(rs) = RowShift::for_forward(s) {
@@ -940,6 +951,10 @@ mod tests {
             // row blocks of unequal height (16, 16, 5) on the row-shift path
             c(2, 3, 2, [2, 37, 20], [3, 3, 3], [1, 1, 1], 1),
             c(1, 2, 3, [1, 40, 9], [1, 3, 5], [1, 1, 1], 2),
+            // direct AVX-512 kernel: two channel groups (one partial), column tails of 1 and
+            // 15, dilation 2 with a 5-wide kernel
+            c(1, 3, 12, [3, 5, 33], [3, 3, 3], [1, 1, 1], 1),
+            c(2, 2, 9, [2, 4, 47], [3, 3, 5], [1, 1, 1], 2),
             // wide rows: padded to a multiple of 16 floats
             c(1, 2, 2, [2, 5, 200], [3, 3, 3], [1, 1, 1], 1),
             c(2, 1, 2, [1, 3, 300], [1, 3, 3], [1, 1, 1], 2),

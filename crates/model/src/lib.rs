@@ -17,6 +17,7 @@ mod config;
 pub mod conv3d_kernel;
 pub mod convert;
 mod deep_supervision;
+mod direct_conv;
 mod error;
 pub mod fast_act;
 pub mod fast_conv;
