@@ -463,10 +463,14 @@ pub fn forward(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: &ConvShape) -
     let ovol = s.out_vol();
     assert_eq!(x.len(), s.n * s.ci * s.vol(), "conv3d input size");
     assert_eq!(weight.len(), s.co * k, "conv3d weight size");
-    let mut out = vec![0.0f32; s.n * s.co * ovol];
-    if out.is_empty() {
+    let len = s.n * s.co * ovol;
+    // Each path below writes every output element before `set_len`: skipping the zero fill
+    // saves a pass over the output (the heap memory is reused, not fresh zero pages).
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    if len == 0 {
         return out;
     }
+    let out_ptr = out.spare_capacity_mut().as_mut_ptr() as *mut f32;
     // direct conv: measured faster for <= 16 output channels on rows of >= 16 columns (one
     // 32-column register block per row; narrower rows leave most lanes idle), slower from 32
     // output channels on 16-wide rows (examples/bench_conv_kernel.rs, BENCHMARKS.md)
@@ -475,18 +479,26 @@ pub fn forward(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: &ConvShape) -
         && crate::direct_conv::available()
         && crate::direct_conv::supports(s)
     {
-        crate::direct_conv::forward_into(x, weight, bias, s, &mut out);
+        // SAFETY: out_ptr is valid for len writes; forward_into writes all of them.
+        unsafe {
+            crate::direct_conv::forward_into(x, weight, bias, s, out_ptr);
+            out.set_len(len);
+        }
         return out;
     }
     if let Some(rs) = RowShift::for_forward(s) {
-        forward_row_shift(x, weight, bias, s, rs, &mut out);
+        // SAFETY: as above; every task copies all columns of its rows for every channel.
+        unsafe {
+            forward_row_shift(x, weight, bias, s, rs, out_ptr);
+            out.set_len(len);
+        }
         return out;
     }
     let (ntasks, blocks) = s.tasks(None);
     let [_, ho, wo] = s.out();
     let lmax = s.rows_per_block(None) * wo;
     let taps = column_taps(s);
-    let dst = SharedMut(out.as_mut_ptr());
+    let dst = SharedMut(out_ptr);
     (0..ntasks).into_par_iter().for_each_init(
         || vec![0.0f32; k * lmax],
         |tile, t| {
@@ -529,18 +541,24 @@ pub fn forward(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: &ConvShape) -
             }
         },
     );
+    // SAFETY: the tasks cover every (n, z, row) and the gemm (read_dst = false) writes all
+    // Co x L entries of each.
+    unsafe { out.set_len(len) };
     out
 }
 
 /// [`forward`] on the [`RowShift`] path: per task, `k2` gemms over shifted views of the row
 /// tile into a padded output block, whose valid columns (plus bias) go to `out`.
-fn forward_row_shift(
+///
+/// # Safety
+/// `out` must be valid for writes of `n * co * out_vol` floats (all of which get written).
+unsafe fn forward_row_shift(
     x: &[f32],
     weight: &[f32],
     bias: Option<&[f32]>,
     s: &ConvShape,
     rs: RowShift,
-    out: &mut [f32],
+    out: *mut f32,
 ) {
     let k = s.k();
     let k2 = s.kernel[2];
@@ -549,7 +567,7 @@ fn forward_row_shift(
     let (ntasks, blocks) = s.tasks(Some(rs));
     let [_, ho, wo] = s.out();
     let rmax = s.rows_per_block(Some(rs));
-    let dst = SharedMut(out.as_mut_ptr());
+    let dst = SharedMut(out);
     (0..ntasks).into_par_iter().for_each_init(
         || {
             (

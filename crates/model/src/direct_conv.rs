@@ -53,14 +53,18 @@ fn grouped_weights(weight: &[f32], s: &ConvShape) -> Vec<f32> {
     wg
 }
 
-/// Forward convolution into `out` (`[n, co, d, h, w]`, overwritten), `x` `[n, ci, d, h, w]`,
-/// `weight` `[co, ci, k0, k1, k2]`. Requires [`available`] and [`supports`].
-pub fn forward_into(
+/// Forward convolution into `out` (`[n, co, d, h, w]`, every element written), `x`
+/// `[n, ci, d, h, w]`, `weight` `[co, ci, k0, k1, k2]`. Requires [`available`] and
+/// [`supports`] (asserted).
+///
+/// # Safety
+/// `out` must be valid for writes of `n * co * d * h * w` floats (it may be uninitialized).
+pub unsafe fn forward_into(
     x: &[f32],
     weight: &[f32],
     bias: Option<&[f32]>,
     s: &ConvShape,
-    out: &mut [f32],
+    out: *mut f32,
 ) {
     assert!(
         available() && supports(s),
@@ -68,13 +72,14 @@ pub fn forward_into(
     );
     let [d, h, w] = s.spatial;
     assert_eq!(x.len(), s.n * s.ci * d * h * w, "conv3d input size");
-    assert_eq!(out.len(), s.n * s.co * d * h * w, "conv3d output size");
+    let k = s.ci * s.kernel.iter().product::<usize>();
+    assert_eq!(weight.len(), s.co * k, "conv3d weight size");
     let wg = grouped_weights(weight, s);
     let groups = s.co.div_ceil(GROUP);
     let rows_per_task = 4usize.min(h);
     let blocks = h.div_ceil(rows_per_task);
     let ntasks = s.n * d * blocks * groups;
-    let dst = crate::conv3d_kernel::SharedMut(out.as_mut_ptr());
+    let dst = crate::conv3d_kernel::SharedMut(out);
     use rayon::prelude::*;
     (0..ntasks).into_par_iter().for_each(|t| {
         let g = t % groups;

@@ -137,7 +137,8 @@ fn norm_act_forward(
     let (xc, g, b) = (contiguous(x), contiguous(gamma), contiguous(beta));
     let (xs, gs, bs) = (xc.storage::<f32>(), g.storage::<f32>(), b.storage::<f32>());
     let slope = slope.map(|s| s as f32);
-    let mut out = vec![0.0f32; rows * len];
+    // every element is written below (rows of length len cover rows * len)
+    let mut out: Vec<f32> = Vec::with_capacity(rows * len);
     let mut stats = vec![
         RowAffine {
             mean: 0.0,
@@ -148,7 +149,8 @@ fn norm_act_forward(
         rows
     ];
     if len > 0 {
-        out.par_chunks_mut(len)
+        out.spare_capacity_mut()[..rows * len]
+            .par_chunks_mut(len)
             .zip(xs.par_chunks(len))
             .zip(stats.par_iter_mut())
             .enumerate()
@@ -166,17 +168,19 @@ fn norm_act_forward(
                     Some(s) => {
                         for (o, &v) in o.iter_mut().zip(xr) {
                             let z = v * scale + shift;
-                            *o = if z < 0.0 { z * s } else { z };
+                            o.write(if z < 0.0 { z * s } else { z });
                         }
                     }
                     None => {
                         for (o, &v) in o.iter_mut().zip(xr) {
-                            *o = v * scale + shift;
+                            o.write(v * scale + shift);
                         }
                     }
                 }
             });
     }
+    // SAFETY: the loop above wrote all rows * len elements
+    unsafe { out.set_len(rows * len) };
     let y = FlexTensor::from_data(TensorData::new(out, x.shape().to_vec()));
     (y, stats)
 }
@@ -196,10 +200,12 @@ fn norm_act_backward(
     let (xc, dy) = (contiguous(x), contiguous(grad));
     let (xs, dys) = (xc.storage::<f32>(), dy.storage::<f32>());
     let slope = slope.map_or(1.0, |s| s as f32);
-    let mut out = vec![0.0f32; rows * len];
+    // every element is written below (rows of length len cover rows * len)
+    let mut out: Vec<f32> = Vec::with_capacity(rows * len);
     let mut sums = vec![(0.0f64, 0.0f64); rows];
     if len > 0 {
-        out.par_chunks_mut(len)
+        out.spare_capacity_mut()[..rows * len]
+            .par_chunks_mut(len)
             .zip(xs.par_chunks(len).zip(dys.par_chunks(len)))
             .zip(sums.par_iter_mut())
             .enumerate()
@@ -220,7 +226,7 @@ fn norm_act_backward(
                 for ((o, &v), &d) in o.iter_mut().zip(xr).zip(gr) {
                     let dz = d * act_factor(v * scale + shift, slope);
                     let xhat = (v - mean) * rstd;
-                    *o = scale * (dz - ma - xhat * mb);
+                    o.write(scale * (dz - ma - xhat * mb));
                 }
             });
     }
@@ -233,6 +239,8 @@ fn norm_act_backward(
         let v: Vec<f32> = v.into_iter().map(|v| v as f32).collect();
         FlexTensor::from_data(TensorData::new(v, vec![c]))
     };
+    // SAFETY: the loop above wrote all rows * len elements
+    unsafe { out.set_len(rows * len) };
     let dx = FlexTensor::from_data(TensorData::new(out, x.shape().to_vec()));
     (dx, to_tensor(dgamma), to_tensor(dbeta))
 }
