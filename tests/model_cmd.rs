@@ -78,4 +78,19 @@ fn bench_train_step_json() {
     for key in ["train_step_ms", "forward_ms", "peak_rss_mb"] {
         assert!(v[key].as_f64().unwrap() > 0.0, "{key}: {v}");
     }
+    assert_eq!(v["conv"], "fast", "{v}");
+}
+
+#[test]
+fn bench_unknown_or_unbuilt_device_is_a_one_line_error() {
+    for (device, says) in [("tpu", "unknown device"), ("tch", "LibTorch")] {
+        let out = medseg()
+            .args(["bench", "train-step", "--device", device])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "--device {device}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "--device {device}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "--device {device}: {err}");
+    }
 }

@@ -104,8 +104,9 @@ pub struct BenchArgs {
 pub enum BenchWhat {
     /// Time one training step (forward + Dice+CE + backward + Adam) and a forward pass on random
     /// data; medians after one warm-up step. Plain UNet (no deep supervision unless asked),
-    /// 1 input channel, 2 classes, instance norm, strided-conv downsampling, Adam lr 1e-3,
-    /// CPU (flex backend; threads: RAYON_NUM_THREADS).
+    /// 1 input channel, 2 classes, instance norm, strided-conv downsampling, Adam lr 1e-3.
+    /// Default device: CPU (flex backend with medseg's conv kernels; threads:
+    /// RAYON_NUM_THREADS); `--device wgpu` on a GPU build.
     TrainStep(TrainStepArgs),
 }
 
@@ -132,6 +133,9 @@ pub struct TrainStepArgs {
     /// Train with deep-supervision heads and nnU-Net's weighted loss over them.
     #[arg(long)]
     pub deep_supervision: bool,
+    /// Compute device: flex (CPU, default) or wgpu (GPU; needs a build with `--features wgpu`).
+    #[arg(long, default_value = "flex")]
+    pub device: String,
     /// Print `{"train_step_ms", "forward_ms", "peak_rss_mb", ...}` as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -179,7 +183,9 @@ fn run_train_step_bench(a: &TrainStepArgs) -> Result<()> {
             "unknown --variant {other:?} (conv, residual, attention, dilated, transformer, maxpool)"
         ),
     };
+    let device = medseg_infer::select_device(&a.device)?;
     let opts = BenchOptions {
+        device,
         dims: a.dims,
         patch: a.patch,
         batch: a.batch,
@@ -193,12 +199,13 @@ fn run_train_step_bench(a: &TrainStepArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&r)?);
     } else {
         println!(
-            "{}D train step {:?} features {:?} ({} parameters, variant {}): {:.1} ms; forward {:.1} ms; peak RSS {:.0} MB",
+            "{}D train step {:?} features {:?} ({} parameters, variant {}, device {}): {:.1} ms; forward {:.1} ms; peak RSS {:.0} MB",
             a.dims,
             r.input_shape,
             r.features,
             r.parameters,
             a.variant,
+            r.device,
             r.train_step_ms,
             r.forward_ms,
             r.peak_rss_mb

@@ -28,6 +28,8 @@ pub struct BenchOptions {
     /// Patch size per axis (`dims` entries, e.g. `[48, 48, 32]`); overrides `patch` when set.
     /// Default `None`.
     pub patch_shape: Option<Vec<usize>>,
+    /// Device to run on (training on its autodiff form). Default `Device::flex()`.
+    pub device: Device,
 }
 
 impl Default for BenchOptions {
@@ -46,6 +48,7 @@ impl Default for BenchOptions {
                 ..Default::default()
             },
             patch_shape: None,
+            device: Device::flex(),
         }
     }
 }
@@ -70,11 +73,15 @@ pub struct BenchResult {
     pub parameters: usize,
     pub first_loss: f32,
     pub last_loss: f32,
-    /// 3D conv implementation used: "fast" or "burn" (`MEDSEG_CONV=burn`).
+    /// Conv implementation used: "fast" (flex with the fast kernels) or "burn" (burn's own
+    /// ops: other devices, or `MEDSEG_CONV=burn`).
     pub conv: String,
+    /// The device, as burn prints it.
+    pub device: String,
 }
 
-/// Runs the benchmark on `Device::flex()` (autodiff for training).
+/// Runs the benchmark on `o.device` (its autodiff form for training). Steps end with a
+/// device sync, so GPU timings include the queued work.
 pub fn run_train_step(o: &BenchOptions) -> Result<BenchResult, ModelError> {
     if o.steps == 0 || o.batch == 0 {
         return Err(ModelError::Config(
@@ -95,7 +102,7 @@ pub fn run_train_step(o: &BenchOptions) -> Result<BenchResult, ModelError> {
         None => vec![o.patch; o.dims],
     };
     let cfg = UNetConfig::from_model_config(&model_cfg, 1, o.classes, &patch)?;
-    let device = Device::flex().autodiff();
+    let device = o.device.clone().autodiff();
     device.seed(o.seed);
     let mut model = cfg.init(&device);
     let parameters = model.num_params();
@@ -185,10 +192,12 @@ pub fn run_train_step(o: &BenchOptions) -> Result<BenchResult, ModelError> {
         parameters,
         first_loss: losses.first().copied().unwrap_or(f32::NAN),
         last_loss: losses.last().copied().unwrap_or(f32::NAN),
-        conv: match crate::fast_conv::conv_impl() {
-            crate::fast_conv::ConvImpl::Fast => "fast".into(),
-            crate::fast_conv::ConvImpl::Burn => "burn".into(),
+        conv: if crate::fast_conv::use_fast_conv3d(&device, [3, 3, 3]) {
+            "fast".into()
+        } else {
+            "burn".into()
         },
+        device: format!("{:?}", o.device),
     })
 }
 
