@@ -456,6 +456,17 @@ fn scatter_tile(
     );
 }
 
+/// Whether the direct AVX-512 kernels ([`crate::direct_conv`]) take this shape: measured
+/// faster for <= 16 output channels on rows of >= 16 columns (narrower rows leave most vector
+/// lanes idle), slower from 32 output channels on 16-wide rows
+/// (`examples/bench_conv_kernel.rs`, BENCHMARKS.md).
+fn use_direct(s: &ConvShape) -> bool {
+    s.co <= 16
+        && s.spatial[2] >= 16
+        && crate::direct_conv::available()
+        && crate::direct_conv::supports(s)
+}
+
 /// Forward convolution: `x` `[n, ci, d, h, w]`, `weight` `[co, K]` (the `[co, ci, k0, k1, k2]`
 /// tensor's memory), optional `bias` `[co]`. Returns `[n, co, out...]` ([`ConvShape::out`]).
 pub fn forward(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: &ConvShape) -> Vec<f32> {
@@ -471,14 +482,7 @@ pub fn forward(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: &ConvShape) -
         return out;
     }
     let out_ptr = out.spare_capacity_mut().as_mut_ptr() as *mut f32;
-    // direct conv: measured faster for <= 16 output channels on rows of >= 16 columns (one
-    // 32-column register block per row; narrower rows leave most lanes idle), slower from 32
-    // output channels on 16-wide rows (examples/bench_conv_kernel.rs, BENCHMARKS.md)
-    if s.co <= 16
-        && s.spatial[2] >= 16
-        && crate::direct_conv::available()
-        && crate::direct_conv::supports(s)
-    {
+    if use_direct(s) {
         // SAFETY: out_ptr is valid for len writes; forward_into writes all of them.
         unsafe {
             crate::direct_conv::forward_into(x, weight, bias, s, out_ptr);
