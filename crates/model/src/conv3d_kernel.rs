@@ -470,6 +470,18 @@ fn use_direct(s: &ConvShape) -> bool {
 /// Forward convolution: `x` `[n, ci, d, h, w]`, `weight` `[co, K]` (the `[co, ci, k0, k1, k2]`
 /// tensor's memory), optional `bias` `[co]`. Returns `[n, co, out...]` ([`ConvShape::out`]).
 pub fn forward(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: &ConvShape) -> Vec<f32> {
+    forward_paths(x, weight, bias, s, true)
+}
+
+/// [`forward`]; `allow_direct = false` takes the im2col paths even where the direct kernel
+/// applies (the tests run both, so CPUs without AVX-512 run tested code too).
+fn forward_paths(
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    s: &ConvShape,
+    allow_direct: bool,
+) -> Vec<f32> {
     let k = s.k();
     let ovol = s.out_vol();
     assert_eq!(x.len(), s.n * s.ci * s.vol(), "conv3d input size");
@@ -482,7 +494,7 @@ pub fn forward(x: &[f32], weight: &[f32], bias: Option<&[f32]>, s: &ConvShape) -
         return out;
     }
     let out_ptr = out.spare_capacity_mut().as_mut_ptr() as *mut f32;
-    if use_direct(s) {
+    if allow_direct && use_direct(s) {
         // SAFETY: out_ptr is valid for len writes; forward_into writes all of them.
         unsafe {
             crate::direct_conv::forward_into(x, weight, bias, s, out_ptr);
@@ -995,11 +1007,21 @@ mod tests {
             let seed = i as u64;
             let x = lcg(s.n * s.ci * s.vol(), seed);
             let wt = lcg(s.co * s.k(), seed + 10);
-            let got = forward(&x, &wt, None, &s);
-            let want = naive(&x, &wt, &s);
-            assert_eq!(got.len(), want.len());
-            for (g, w) in got.iter().zip(&want) {
-                assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "{s:?}: {g} vs {w}");
+            let bias = lcg(s.co, seed + 20);
+            let mut want = naive(&x, &wt, &s);
+            let ovol = s.out_vol();
+            for (i, v) in want.iter_mut().enumerate() {
+                *v += bias[(i / ovol) % s.co];
+            }
+            for allow_direct in [true, false] {
+                let got = forward_paths(&x, &wt, Some(&bias), &s, allow_direct);
+                assert_eq!(got.len(), want.len());
+                for (g, w) in got.iter().zip(&want) {
+                    assert!(
+                        (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                        "{s:?} (direct allowed: {allow_direct}): {g} vs {w}"
+                    );
+                }
             }
         }
     }
