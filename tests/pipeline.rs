@@ -264,7 +264,7 @@ fn bad_configs_give_one_line_errors() {
 fn non_finite_loss_stops_training_with_a_clear_message() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let data = synth_dataset(dir, 3, 0, 16, 1);
+    synth_dataset(dir, 3, 0, 16, 1);
     let cfg = write_config(dir, "nan", 3);
     // An absurd learning rate makes the weights, then the loss, non-finite.
     let out = medseg(&[

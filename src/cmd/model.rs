@@ -183,7 +183,7 @@ fn run_train_step_bench(a: &TrainStepArgs) -> Result<()> {
             "unknown --variant {other:?} (conv, residual, attention, dilated, transformer, maxpool)"
         ),
     };
-    let device = medseg_infer::select_device(&a.device)?;
+    let device = medseg_model::select_device(&a.device)?;
     let opts = BenchOptions {
         device,
         dims: a.dims,

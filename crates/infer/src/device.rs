@@ -1,34 +1,12 @@
-//! Picking the compute device by name (`--device flex|wgpu`).
+//! Picking the compute device by name (`--device flex|wgpu`): medseg-model's
+//! [`medseg_model::select_device`] with this crate's error type.
 
 use crate::InferError;
 use burn::tensor::Device;
 
-/// Names accepted by [`select_device`].
-pub const DEVICE_NAMES: &str =
-    "flex (CPU, default) or wgpu (GPU via Vulkan/Metal/WebGPU; needs the `wgpu` cargo feature)";
+pub use medseg_model::DEVICE_NAMES;
 
-/// The device for `name`: `flex` (burn's pure-Rust CPU backend, threads from rayon:
-/// `RAYON_NUM_THREADS`) or `wgpu` (the default GPU adapter). The LibTorch backend (`tch`) is
-/// not compiled into medseg: burn 0.22's `tch` pulls a second ndarray version (see README).
+/// The device for `name` (see [`medseg_model::select_device`]).
 pub fn select_device(name: &str) -> Result<Device, InferError> {
-    match name {
-        "flex" | "cpu" => Ok(Device::flex()),
-        "wgpu" | "gpu" => wgpu_device(),
-        "tch" | "libtorch" => Err(InferError::Config(
-            "the LibTorch backend is not built into medseg (burn 0.22's tch backend needs a second ndarray version); use --device flex or wgpu".into(),
-        )),
-        other => Err(InferError::Config(format!("unknown device '{other}'; use {DEVICE_NAMES}"))),
-    }
-}
-
-#[cfg(feature = "wgpu")]
-fn wgpu_device() -> Result<Device, InferError> {
-    Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice))
-}
-
-#[cfg(not(feature = "wgpu"))]
-fn wgpu_device() -> Result<Device, InferError> {
-    Err(InferError::Config(
-        "this medseg was built without GPU support; rebuild with `cargo build --release --features wgpu`".into(),
-    ))
+    Ok(medseg_model::select_device(name)?)
 }

@@ -22,4 +22,7 @@ pub enum ModelError {
     /// A tensor or array had a shape the caller did not promise.
     #[error("shape error: {0}")]
     Shape(String),
+    /// An unknown compute device, or one this build does not include.
+    #[error("invalid device: {0}")]
+    Device(String),
 }

@@ -17,6 +17,7 @@ mod config;
 pub mod conv3d_kernel;
 pub mod convert;
 mod deep_supervision;
+mod device;
 mod direct_conv;
 mod error;
 pub mod fast_act;
@@ -31,6 +32,7 @@ mod unet;
 
 pub use config::{Bottleneck, Downsample, UNetConfig};
 pub use deep_supervision::{DeepSupervisionLoss, deep_supervision_weights, downsample_labels};
+pub use device::{DEVICE_NAMES, select_device};
 pub use error::ModelError;
 pub use io::{load, load_safetensors, save, save_safetensors};
 pub use layers::max_pool;

@@ -82,6 +82,7 @@ fn bench_train_step_tiny() {
             steps: 1,
             variant: "residual".into(),
             deep_supervision: true,
+            device: "flex".into(),
             json: true,
         }),
     };
@@ -95,6 +96,7 @@ fn bench_train_step_tiny() {
             steps: 1,
             variant: "conv".into(),
             deep_supervision: false,
+            device: "flex".into(),
             json: true,
         }),
     };
