@@ -4,8 +4,9 @@
 //! Covered: 3D, odd kernels (any per-axis size, e.g. 3x3x3, 1x3x3, 1x1x1), padding
 //! `dilation * (k - 1) / 2`, any stride (strided downsampling convs included), any dilation, one
 //! group, f32, flex device (with or without autodiff). Everything else — other devices, other
-//! dtypes, transposed convs — goes to burn's built-in ops (see [`use_fast_conv3d`]). 2D convs come
-//! here as 3D convs of kernel depth 1 ([`crate::layers::ConvNd`]).
+//! dtypes — goes to burn's built-in ops (see [`use_fast_conv3d`]). 2D convs come here as 3D
+//! convs of kernel depth 1 ([`crate::layers::ConvNd`]), and the UNet's transposed convs (kernel =
+//! stride) as a pointwise conv plus depth-to-space ([`crate::layers::ConvTransposeNd`]).
 //!
 //! Switch: the environment variable `MEDSEG_CONV=burn` turns this path off — and with it the
 //! fused LeakyReLU ([`crate::fast_act`]) and instance norm ([`crate::fast_norm`]) — so burn's

@@ -157,12 +157,63 @@ impl ConvTransposeNd {
         }
     }
 
+    /// On flex (fast path on) the kernel = stride case runs as [`upsample_by_pointwise`];
+    /// otherwise burn's transposed conv.
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
         match self {
-            ConvTransposeNd::D3(c) => c.forward(x),
-            ConvTransposeNd::D2(c) => as_2d(x, |x| c.forward(x)),
+            ConvTransposeNd::D3(c) => {
+                let plain = c.kernel_size == c.stride
+                    && c.padding == [0; 3]
+                    && c.padding_out == [0; 3]
+                    && c.dilation == [1; 3]
+                    && c.groups == 1;
+                if plain && use_fast_conv3d(&x.device(), [1; 3]) {
+                    let weight = c.weight.val();
+                    let bias = c.bias.as_ref().map(|b| b.val());
+                    upsample_by_pointwise(x, weight, bias)
+                } else {
+                    c.forward(x)
+                }
+            }
+            ConvTransposeNd::D2(c) => {
+                let plain = c.kernel_size == c.stride
+                    && c.padding == [0; 2]
+                    && c.padding_out == [0; 2]
+                    && c.dilation == [1; 2]
+                    && c.groups == 1;
+                if plain && x.dims()[2] == 1 && use_fast_conv3d(&x.device(), [1; 3]) {
+                    let weight = c.weight.val();
+                    let [ci, co, k1, k2] = weight.dims();
+                    let bias = c.bias.as_ref().map(|b| b.val());
+                    upsample_by_pointwise(x, weight.reshape([ci, co, 1, k1, k2]), bias)
+                } else {
+                    as_2d(x, |x| c.forward(x))
+                }
+            }
         }
     }
+}
+
+/// A transposed conv whose kernel equals its stride `s` (weight `[ci, co, s0, s1, s2]`, no
+/// padding) on the fast conv path: each input voxel alone makes one `s0 x s1 x s2` block of the
+/// output, so it is a 1x1x1 conv to `co * s0 * s1 * s2` channels followed by a depth-to-space
+/// rearrangement. Same values as burn's `conv_transpose3d`; autodiff differentiates through the
+/// rearrangement and the conv's own backward. Why: burn's version computes its input gradient
+/// with a conv whose im2col runs on one thread.
+fn upsample_by_pointwise(x: Tensor<5>, weight: Tensor<5>, bias: Option<Tensor<1>>) -> Tensor<5> {
+    let [ci, co, s0, s1, s2] = weight.dims();
+    let [n, _, d, h, w] = x.dims();
+    let block = s0 * s1 * s2;
+    let m = co * block;
+    let pointwise: Tensor<5> = weight.permute([1, 2, 3, 4, 0]).reshape([m, ci, 1, 1, 1]);
+    let bias = match bias {
+        Some(b) => b.reshape([co, 1]).expand([co, block]).reshape([m]),
+        None => Tensor::zeros([m], &x.device()),
+    };
+    let y = same_conv3d(x, pointwise, bias, [1; 3], 1);
+    let y: Tensor<7> = y.reshape([n * co, s0, s1, s2, d, h, w]);
+    y.permute([0, 4, 1, 5, 2, 6, 3])
+        .reshape([n, co, d * s0, h * s1, w * s2])
 }
 
 /// Instance, group or batch normalization (affine, eps 1e-5). Batch norm uses batch statistics

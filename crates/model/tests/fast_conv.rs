@@ -273,3 +273,78 @@ fn gradients_match_central_differences() {
     check("dW", &g.dw, 1);
     check("dB", &g.db, 2);
 }
+
+/// Transposed convs with kernel = stride run as a pointwise fast conv + depth-to-space on
+/// flex (`layers::ConvTransposeNd`): values and gradients against burn's own transposed conv.
+#[test]
+fn kernel_stride_transposed_conv_matches_burn() {
+    use medseg_model::burn::tensor::module::{conv_transpose2d, conv_transpose3d};
+    use medseg_model::burn::tensor::ops::ConvTransposeOptions;
+    use medseg_model::layers::ConvTransposeNd;
+    let device = Device::flex().autodiff();
+    device.seed(21);
+    let dist = Distribution::Normal(0.0, 1.0);
+    // (dims, batch, ci, co, [d, h, w], stride)
+    let cases: &[(usize, usize, usize, usize, [usize; 3], [usize; 3])] = &[
+        (3, 2, 6, 4, [3, 4, 5], [2, 2, 2]),
+        (3, 1, 16, 8, [4, 4, 2], [1, 2, 2]),
+        (2, 3, 5, 3, [1, 6, 7], [1, 2, 2]),
+    ];
+    for &(dims, n, ci, co, [d, h, w], stride) in cases {
+        let layer = ConvTransposeNd::new(dims, [ci, co], stride, &device);
+        let x = Tensor::<5>::random([n, ci, d, h, w], dist, &device).require_grad();
+        let fast = layer.forward(x.clone());
+        let r = Tensor::<5>::random(fast.dims(), dist, &device);
+        // the weight as [ci, co, s0, s1, s2] (2D: s0 = 1)
+        let (weight, bias) = match &layer {
+            ConvTransposeNd::D3(c) => (c.weight.val(), c.bias.as_ref().unwrap().val()),
+            ConvTransposeNd::D2(c) => (
+                c.weight.val().reshape([ci, co, 1, stride[1], stride[2]]),
+                c.bias.as_ref().unwrap().val(),
+            ),
+        };
+        let reference = if dims == 3 {
+            conv_transpose3d(
+                x.clone(),
+                weight.clone(),
+                Some(bias.clone()),
+                ConvTransposeOptions::new(stride, [0; 3], [0; 3], [1; 3], 1),
+            )
+        } else {
+            let [_, _, _, k1, k2] = weight.dims();
+            let y = conv_transpose2d(
+                x.clone().reshape([n, ci, h, w]),
+                weight.clone().reshape([ci, co, k1, k2]),
+                Some(bias.clone()),
+                ConvTransposeOptions::new([stride[1], stride[2]], [0; 2], [0; 2], [1; 2], 1),
+            );
+            let [_, _, ho, wo] = y.dims();
+            y.reshape([n, co, 1, ho, wo])
+        };
+        let what = format!("{dims}D n{n} ci{ci} co{co} {d}x{h}x{w} s{stride:?}");
+        let grads_of = |y: Tensor<5>| {
+            let g = (y.clone() * r.clone()).sum().backward();
+            (
+                values(y.inner()),
+                values(x.grad(&g).unwrap()),
+                // the gradient of the parameter itself (the leaf), as [ci, co, s0, s1, s2]
+                values(match &layer {
+                    ConvTransposeNd::D3(c) => c.weight.val().grad(&g).unwrap(),
+                    ConvTransposeNd::D2(c) => c
+                        .weight
+                        .val()
+                        .grad(&g)
+                        .unwrap()
+                        .reshape([ci, co, 1, stride[1], stride[2]]),
+                }),
+                values(bias.grad(&g).unwrap()),
+            )
+        };
+        let (fy, fdx, fdw, fdb) = grads_of(fast);
+        let (ry, rdx, rdw, rdb) = grads_of(reference);
+        assert_close(&format!("{what} forward"), &fy, &ry, 1e-4);
+        assert_close(&format!("{what} dX"), &fdx, &rdx, 1e-4);
+        assert_close(&format!("{what} dW"), &fdw, &rdw, 1e-4);
+        assert_close(&format!("{what} dB"), &fdb, &rdb, 1e-4);
+    }
+}
