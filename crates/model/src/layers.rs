@@ -18,6 +18,7 @@ use burn::tensor::ops::MaxPoolOptions;
 use burn::tensor::{Device, Tensor};
 use medseg_config::NormKind;
 
+use crate::depth_to_space::depth_to_space;
 use crate::fast_act::leaky_relu;
 use crate::fast_conv::{same_conv3d, use_fast_conv3d};
 use crate::fast_norm::{instance_norm, instance_norm_leaky_relu};
@@ -202,7 +203,6 @@ impl ConvTransposeNd {
 /// with a conv whose im2col runs on one thread.
 fn upsample_by_pointwise(x: Tensor<5>, weight: Tensor<5>, bias: Option<Tensor<1>>) -> Tensor<5> {
     let [ci, co, s0, s1, s2] = weight.dims();
-    let [n, _, d, h, w] = x.dims();
     let block = s0 * s1 * s2;
     let m = co * block;
     let pointwise: Tensor<5> = weight.permute([1, 2, 3, 4, 0]).reshape([m, ci, 1, 1, 1]);
@@ -210,10 +210,7 @@ fn upsample_by_pointwise(x: Tensor<5>, weight: Tensor<5>, bias: Option<Tensor<1>
         Some(b) => b.reshape([co, 1]).expand([co, block]).reshape([m]),
         None => Tensor::zeros([m], &x.device()),
     };
-    let y = same_conv3d(x, pointwise, bias, [1; 3], 1);
-    let y: Tensor<7> = y.reshape([n * co, s0, s1, s2, d, h, w]);
-    y.permute([0, 4, 1, 5, 2, 6, 3])
-        .reshape([n, co, d * s0, h * s1, w * s2])
+    depth_to_space(same_conv3d(x, pointwise, bias, [1; 3], 1), [s0, s1, s2])
 }
 
 /// Instance, group or batch normalization (affine, eps 1e-5). Batch norm uses batch statistics

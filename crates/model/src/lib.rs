@@ -17,6 +17,7 @@ mod config;
 pub mod conv3d_kernel;
 pub mod convert;
 mod deep_supervision;
+pub mod depth_to_space;
 mod device;
 mod direct_conv;
 mod error;
