@@ -215,6 +215,14 @@ fn fill_tile_rows(
 /// A raw pointer that tasks writing disjoint regions may share.
 #[derive(Clone, Copy)]
 pub(crate) struct SharedMut(pub(crate) *mut f32);
+
+impl SharedMut {
+    /// The pointer. Closures call this instead of reading `.0`, so they capture the whole
+    /// (`Send`) wrapper rather than the bare pointer field.
+    pub(crate) fn get(self) -> *mut f32 {
+        self.0
+    }
+}
 // SAFETY: every task writes a region no other task touches (see the callers).
 unsafe impl Send for SharedMut {}
 unsafe impl Sync for SharedMut {}
@@ -522,11 +530,10 @@ fn forward_paths(
             let l = rows * wo;
             fill_tile(x, s, &taps, n, z, y0, rows, tile);
             let off = n * s.co * ovol + (z * ho + y0) * wo;
-            let dst = dst;
             // SAFETY: task t writes out[n, :, z, y0..y0+rows, :] only, disjoint across tasks;
             // the strides below stay inside `out` (off + (co-1)*ovol + l <= out.len()).
             unsafe {
-                let p = dst.0.add(off);
+                let p = dst.get().add(off);
                 gemm(
                     s.co,
                     l,
@@ -622,7 +629,6 @@ unsafe fn forward_row_shift(
                     );
                 }
             }
-            let dst = dst;
             for co in 0..s.co {
                 let bv = bias.map_or(0.0, |b| b[co]);
                 for r in 0..rows {
@@ -630,7 +636,7 @@ unsafe fn forward_row_shift(
                     let off = (n * s.co + co) * ovol + (z * ho + y0 + r) * wo;
                     // SAFETY: task t writes out[n, :, z, y0..y0+rows, :] only, disjoint
                     // across tasks, and in bounds.
-                    let row = unsafe { std::slice::from_raw_parts_mut(dst.0.add(off), wo) };
+                    let row = unsafe { std::slice::from_raw_parts_mut(dst.get().add(off), wo) };
                     for (o, &v) in row.iter_mut().zip(src) {
                         *o = v + bv;
                     }
@@ -705,7 +711,6 @@ fn col2im_input_grad(grad: &[f32], weight: &[f32], s: &ConvShape) -> Vec<f32> {
         jobs.into_par_iter().for_each_init(
             || vec![0.0f32; k * rows * wo],
             |tile, (n, z, b)| {
-                let ptr = ptr;
                 let y0 = b * rows;
                 let r = rows.min(ho - y0);
                 let l = r * wo;
@@ -734,7 +739,7 @@ fn col2im_input_grad(grad: &[f32], weight: &[f32], s: &ConvShape) -> Vec<f32> {
                         Parallelism::None,
                     );
                 }
-                scatter_tile(ptr.0, s, &taps, n, z, y0, r, tile);
+                scatter_tile(ptr.get(), s, &taps, n, z, y0, r, tile);
             },
         );
     }

@@ -86,14 +86,13 @@ pub unsafe fn forward_into(
         let b = (t / groups) % blocks;
         let z = (t / groups / blocks) % d;
         let n = t / groups / blocks / d;
-        let dst = dst;
         for y in b * rows_per_task..((b + 1) * rows_per_task).min(h) {
             // SAFETY: AVX-512F is available (asserted); the task writes output rows
             // out[n, g*8 .. g*8+8, z, y, :] only, disjoint across tasks; all loads and stores
             // are masked to the row (see `row`).
             #[cfg(target_arch = "x86_64")]
             unsafe {
-                row(x, &wg, bias, s, n, z, y, g, dst.0);
+                row(x, &wg, bias, s, n, z, y, g, dst.get());
             }
         }
     });
