@@ -41,6 +41,9 @@ fn to_space(src: &[f32], shape: [usize; 5], block: [usize; 3]) -> Vec<f32> {
     let [s0, s1, s2] = block;
     let co = m / (s0 * s1 * s2);
     let (ho, wo) = (h * s1, w * s2);
+    if src.is_empty() {
+        return Vec::new();
+    }
     let mut out: Vec<f32> = Vec::with_capacity(src.len());
     // one task per output depth plane (n, co, zo)
     out.spare_capacity_mut()[..src.len()]
@@ -74,6 +77,9 @@ fn to_depth(src: &[f32], shape: [usize; 5], block: [usize; 3]) -> Vec<f32> {
     let [_, m, d, h, w] = shape;
     let [s0, s1, s2] = block;
     let (ho, wo) = (h * s1, w * s2);
+    if src.is_empty() {
+        return Vec::new();
+    }
     let mut out: Vec<f32> = Vec::with_capacity(src.len());
     // one task per depth-layout plane (n, channel (co, a, b, c), z)
     out.spare_capacity_mut()[..src.len()]
