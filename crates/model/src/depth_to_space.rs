@@ -11,13 +11,11 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{
-    Autodiff, Backend, DType, Dispatch, DispatchDevice, Flex, TensorMetadata, backend_extension,
-};
+use burn::backend::{Autodiff, Backend, DType, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
-use crate::fast_conv::{ConvImpl, conv_impl};
+use crate::fast_conv::{contiguous, fast_path_on};
 
 #[backend_extension(Flex, Autodiff)]
 pub trait DepthToSpaceBackend: Backend {
@@ -25,14 +23,6 @@ pub trait DepthToSpaceBackend: Backend {
     /// to `[n, co, d * s0, h * s1, w * s2]` with
     /// `out[n, co, z s0 + a, y s1 + b, x s2 + c] = x[n, (co, a, b, c), z, y, x]`.
     fn depth_to_space(x: FloatTensor<Self>, block: [usize; 3]) -> FloatTensor<Self>;
-}
-
-fn contiguous(t: &FlexTensor) -> FlexTensor {
-    if t.is_contiguous() && t.layout().start_offset() == 0 {
-        t.clone()
-    } else {
-        t.to_contiguous()
-    }
 }
 
 /// Depth-to-space of `src` in the depth layout `shape` = `[n, co * s0 s1 s2, d, h, w]`.
@@ -171,12 +161,7 @@ pub fn depth_to_space(x: Tensor<5>, block: [usize; 3]) -> Tensor<5> {
     let [n, m, d, h, w] = x.dims();
     let [s0, s1, s2] = block;
     let co = m / (s0 * s1 * s2);
-    let fast = conv_impl() == ConvImpl::Fast
-        && x.dtype() == DType::F32
-        && matches!(
-            x.device().without_autodiff().as_dispatch(),
-            DispatchDevice::Flex(_)
-        );
+    let fast = fast_path_on(&x.device()) && x.dtype() == DType::F32;
     if fast {
         Tensor::from_dispatch(<Dispatch as DepthToSpaceBackend>::depth_to_space(
             x.into_dispatch(),

@@ -15,14 +15,12 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::ops::{ActivationOps, FloatTensorOps};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{
-    Autodiff, Backend, DType, Dispatch, DispatchDevice, Flex, TensorMetadata, backend_extension,
-};
+use burn::backend::{Autodiff, Backend, DType, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::tensor::activation::leaky_relu as burn_leaky_relu;
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
-use crate::fast_conv::{ConvImpl, conv_impl};
+use crate::fast_conv::{contiguous, fast_path_on};
 
 /// Elements per parallel chunk (below this, one thread does the whole tensor).
 const CHUNK: usize = 1 << 15;
@@ -40,14 +38,6 @@ pub trait LeakyReluBackend: Backend {
         grad: FloatTensor<Self>,
         slope: f64,
     ) -> FloatTensor<Self>;
-}
-
-fn contiguous(t: &FlexTensor) -> FlexTensor {
-    if t.is_contiguous() && t.layout().start_offset() == 0 {
-        t.clone()
-    } else {
-        t.to_contiguous()
-    }
 }
 
 fn from_vec(v: Vec<f32>, like: &FlexTensor) -> FlexTensor {
@@ -150,11 +140,7 @@ impl<B: Backend + LeakyReluBackend, C: CheckpointStrategy> LeakyReluBackend for 
 
 /// Whether [`leaky_relu`] takes the fused path on this device.
 pub fn use_fused_leaky_relu(device: &Device) -> bool {
-    conv_impl() == ConvImpl::Fast
-        && matches!(
-            device.clone().without_autodiff().as_dispatch(),
-            DispatchDevice::Flex(_)
-        )
+    fast_path_on(device)
 }
 
 /// LeakyReLU: the fused flex op where [`use_fused_leaky_relu`] allows, burn's otherwise.

@@ -90,8 +90,9 @@ pub trait SameConv3dBackend: Backend {
     }
 }
 
-/// Contiguous f32 view of a flex tensor (copies only when strided or offset).
-fn f32_data(t: &FlexTensor) -> FlexTensor {
+/// Contiguous view of a flex tensor (copies only when strided or offset), as the raw-slice
+/// kernels of the fast ops need.
+pub(crate) fn contiguous(t: &FlexTensor) -> FlexTensor {
     if t.is_contiguous() && t.layout().start_offset() == 0 {
         t.clone()
     } else {
@@ -134,7 +135,7 @@ impl SameConv3dBackend for Flex {
             return Self::conv3d(x, weight, Some(bias), opts);
         }
         let s = conv_shape(&x, &weight, stride, dilation);
-        let (x, w, b) = (f32_data(&x), f32_data(&weight), f32_data(&bias));
+        let (x, w, b) = (contiguous(&x), contiguous(&weight), contiguous(&bias));
         let out = conv3d_kernel::forward(
             x.storage::<f32>(),
             w.storage::<f32>(),
@@ -157,7 +158,7 @@ impl SameConv3dBackend for Flex {
             return Self::conv3d_x_backward(x, weight, grad, opts);
         }
         let s = conv_shape(&x, &weight, stride, dilation);
-        let (w, g) = (f32_data(&weight), f32_data(&grad));
+        let (w, g) = (contiguous(&weight), contiguous(&grad));
         let dx = conv3d_kernel::input_grad(g.storage::<f32>(), w.storage::<f32>(), &s);
         flex_tensor(dx, x.shape().to_vec())
     }
@@ -174,7 +175,7 @@ impl SameConv3dBackend for Flex {
             return Self::conv3d_weight_backward(x, weight, grad, opts);
         }
         let s = conv_shape(&x, &weight, stride, dilation);
-        let (xc, g) = (f32_data(&x), f32_data(&grad));
+        let (xc, g) = (contiguous(&x), contiguous(&grad));
         let dw = conv3d_kernel::weight_grad(xc.storage::<f32>(), g.storage::<f32>(), &s);
         flex_tensor(dw, weight.shape().to_vec())
     }
@@ -193,7 +194,7 @@ impl SameConv3dBackend for Flex {
             stride: [1; 3],
             dilation: 1,
         };
-        let g = f32_data(&grad);
+        let g = contiguous(&grad);
         let db = conv3d_kernel::bias_grad(g.storage::<f32>(), &s);
         flex_tensor(db, bias.shape().to_vec())
     }
@@ -316,8 +317,13 @@ pub fn conv_impl() -> ConvImpl {
 /// Whether the fast path handles a conv with this kernel on this device: flex (plain or
 /// autodiff), odd kernel sizes, and the switch not set to `burn` (any stride).
 pub fn use_fast_conv3d(device: &Device, kernel: [usize; 3]) -> bool {
+    fast_path_on(device) && kernel.iter().all(|k| k % 2 == 1)
+}
+
+/// Whether medseg's own flex ops (convs, norm, activation, depth-to-space) run on `device`:
+/// the fast path is on ([`conv_impl`]) and the device is flex (with or without autodiff).
+pub fn fast_path_on(device: &Device) -> bool {
     conv_impl() == ConvImpl::Fast
-        && kernel.iter().all(|k| k % 2 == 1)
         && matches!(
             device.clone().without_autodiff().as_dispatch(),
             DispatchDevice::Flex(_)

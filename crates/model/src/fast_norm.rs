@@ -17,14 +17,12 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{
-    Autodiff, Backend, DType, Dispatch, DispatchDevice, Flex, TensorMetadata, backend_extension,
-};
+use burn::backend::{Autodiff, Backend, DType, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::nn::InstanceNorm;
 use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
-use crate::fast_conv::{ConvImpl, conv_impl};
+use crate::fast_conv::{contiguous, fast_path_on};
 
 #[backend_extension(Flex, Autodiff)]
 pub trait InstanceNormBackend: Backend {
@@ -38,14 +36,6 @@ pub trait InstanceNormBackend: Backend {
         eps: f64,
         slope: Option<f64>,
     ) -> FloatTensor<Self>;
-}
-
-fn contiguous(t: &FlexTensor) -> FlexTensor {
-    if t.is_contiguous() && t.layout().start_offset() == 0 {
-        t.clone()
-    } else {
-        t.to_contiguous()
-    }
 }
 
 /// (rows = n * c, channels, row length)
@@ -346,14 +336,7 @@ fn fused<const D: usize>(
     x: Tensor<D>,
     slope: Option<f64>,
 ) -> Result<Tensor<D>, Tensor<D>> {
-    let fast = conv_impl() == ConvImpl::Fast
-        && norm.affine
-        && D >= 3
-        && x.dtype() == DType::F32
-        && matches!(
-            x.device().without_autodiff().as_dispatch(),
-            DispatchDevice::Flex(_)
-        );
+    let fast = fast_path_on(&x.device()) && norm.affine && D >= 3 && x.dtype() == DType::F32;
     match (&norm.gamma, &norm.beta) {
         (Some(g), Some(b)) if fast => {
             let (g, b) = (g.val(), b.val());

@@ -5,12 +5,8 @@ use medseg_model::burn::tensor::activation::leaky_relu as burn_leaky_relu;
 use medseg_model::burn::tensor::{Device, Distribution, Tensor, TensorData};
 use medseg_model::fast_act::{leaky_relu, use_fused_leaky_relu};
 
-fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .unwrap()
-}
+mod common;
+use common::values;
 
 #[test]
 fn matches_burn_leaky_relu_and_its_gradient() {

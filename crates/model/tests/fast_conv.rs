@@ -7,27 +7,8 @@ use medseg_model::burn::tensor::ops::ConvOptions;
 use medseg_model::burn::tensor::{Device, Distribution, Tensor, TensorData};
 use medseg_model::fast_conv::{same_conv3d, use_fast_conv3d};
 
-fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .unwrap()
-}
-
-/// max |a - b| / max(1e-3 * max|b|... ) style check: relative to the largest reference value.
-fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
-    let worst = got
-        .iter()
-        .zip(want)
-        .map(|(g, w)| (g - w).abs())
-        .fold(0f32, f32::max);
-    assert!(
-        worst <= tol * scale,
-        "{what}: max |diff| {worst} > {tol} * {scale}"
-    );
-}
+mod common;
+use common::{assert_close, values};
 
 struct Grads {
     y: Vec<f32>,

@@ -8,26 +8,8 @@ use medseg_model::burn::tensor::activation::leaky_relu;
 use medseg_model::burn::tensor::{Device, Distribution, Tensor};
 use medseg_model::fast_norm::{instance_norm, instance_norm_leaky_relu};
 
-fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .unwrap()
-}
-
-fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
-    let worst = got
-        .iter()
-        .zip(want)
-        .map(|(g, w)| (g - w).abs())
-        .fold(0f32, f32::max);
-    assert!(
-        worst <= tol * scale,
-        "{what}: max |diff| {worst} > {tol} * {scale}"
-    );
-}
+mod common;
+use common::{assert_close, values};
 
 /// `slope`: also the LeakyReLU after the norm.
 fn check<const D: usize>(shape: [usize; D], slope: Option<f64>, device: &Device) {
