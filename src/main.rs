@@ -74,8 +74,24 @@ struct InspectArgs {
     json: bool,
 }
 
+/// `MEDSEG_CONV=burn` runs burn's own ops instead of medseg's CPU kernels (for comparison and
+/// as an escape hatch); unset, empty or `medseg` keeps medseg's kernels.
+fn select_kernels_from_env() {
+    if let Ok(value) = std::env::var("MEDSEG_CONV") {
+        match medseg_kernels::ops::Kernels::parse(&value) {
+            Some(choice) => medseg_kernels::ops::set_kernels(choice),
+            None if value.trim().is_empty() => {}
+            None => eprintln!(
+                "warning: MEDSEG_CONV={value:?} is not `burn` or `medseg`; using medseg's kernels"
+            ),
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    medseg_model::alloc::keep_freed_memory();
+    // Process-wide settings belong here, before any thread starts.
+    medseg_kernels::alloc::keep_freed_memory();
+    select_kernels_from_env();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -22,7 +22,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     // as in the medseg binary
-    medseg_model::alloc::keep_freed_memory();
+    medseg_kernels::alloc::keep_freed_memory();
     let repeats: usize = std::env::args()
         .nth(1)
         .and_then(|s| s.parse().ok())

@@ -1,9 +1,10 @@
 //! Times the plain 3D UNet train step and forward pass at any patch shape (the binary's
 //! `medseg bench train-step` takes one size for all axes), printing the `BenchResult` as one
 //! JSON object. Usage: `cargo run --release -p medseg-model --example bench_patch --
-//! [d,h,w] [batch] [steps] [features]` (defaults: 48,48,32 2 5 8,16,32,64). The conv
-//! implementation follows `MEDSEG_CONV` (`burn` = burn's built-in ops).
+//! [d,h,w] [batch] [steps] [features]` (defaults: 48,48,32 2 5 8,16,32,64). As in the binary,
+//! `MEDSEG_CONV=burn` runs burn's built-in ops instead of medseg's kernels.
 
+use medseg_kernels::ops::{Kernels, set_kernels};
 use medseg_model::bench::{BenchOptions, run_train_step};
 
 fn list(s: Option<&String>, default: &[usize]) -> Vec<usize> {
@@ -13,7 +14,13 @@ fn list(s: Option<&String>, default: &[usize]) -> Vec<usize> {
 
 fn main() {
     // as in the medseg binary
-    medseg_model::alloc::keep_freed_memory();
+    medseg_kernels::alloc::keep_freed_memory();
+    if let Some(k) = std::env::var("MEDSEG_CONV")
+        .ok()
+        .and_then(|v| Kernels::parse(&v))
+    {
+        set_kernels(k);
+    }
     let a: Vec<String> = std::env::args().skip(1).collect();
     let patch = list(a.first(), &[48, 48, 32]);
     let batch = a.get(1).and_then(|s| s.parse().ok()).unwrap_or(2);

@@ -192,7 +192,7 @@ pub fn run_train_step(o: &BenchOptions) -> Result<BenchResult, ModelError> {
         parameters,
         first_loss: losses.first().copied().unwrap_or(f32::NAN),
         last_loss: losses.last().copied().unwrap_or(f32::NAN),
-        conv: if crate::fast_conv::use_fast_conv3d(&device, [3, 3, 3]) {
+        conv: if medseg_kernels::ops::medseg_kernels_on(&device) {
             "fast".into()
         } else {
             "burn".into()

@@ -1,7 +1,6 @@
 //! The building blocks of the UNet family: conv -> (dropout) -> norm -> LeakyReLU, plain and
 //! residual encoder stages, attention gates, the transformer bottleneck, decoder stages.
 
-use crate::fast_act::leaky_relu;
 use crate::layers::{ConvNd, ConvTransposeNd, Norm, max_pool};
 use burn::module::{Module, Param};
 use burn::nn::attention::{MhaInput, MultiHeadAttention, MultiHeadAttentionConfig};
@@ -11,6 +10,7 @@ use burn::nn::{
 use burn::tensor::activation::{gelu, relu, sigmoid};
 use burn::tensor::{Device, Tensor};
 use medseg_config::NormKind;
+use medseg_kernels::ops::leaky_relu;
 
 /// Settings shared by every conv block of one network.
 #[derive(Debug, Clone, Copy)]

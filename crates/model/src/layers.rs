@@ -1,8 +1,8 @@
 //! Dimension-agnostic layers. The network always carries `[B, C, D, H, W]` tensors; a 2D
 //! network has D = 1 and holds 2D modules (`Conv2d`, `max_pool2d`: burn's 3D ops of depth 1
-//! would be far slower). On flex its convs run the fast conv kernels with a kernel depth of 1,
-//! which cost what a 2D kernel costs. Dropping / restoring the unit depth axis is a reshape of
-//! a contiguous tensor (metadata only, no copy).
+//! would be far slower). Dropping / restoring the unit depth axis is a reshape of a contiguous
+//! tensor (metadata only, no copy). Convs, norms and activations run through
+//! [`medseg_kernels::ops`], which picks medseg's CPU kernels or burn's ops.
 
 use burn::module::Module;
 use burn::nn::conv::{
@@ -14,14 +14,11 @@ use burn::nn::{
     PaddingConfig2d, PaddingConfig3d,
 };
 use burn::tensor::module::max_pool2d;
-use burn::tensor::ops::MaxPoolOptions;
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions, MaxPoolOptions};
 use burn::tensor::{Device, Tensor};
 use medseg_config::NormKind;
 
-use crate::depth_to_space::depth_to_space;
-use crate::fast_act::leaky_relu;
-use crate::fast_conv::{same_conv3d, use_fast_conv3d};
-use crate::fast_norm::{instance_norm, instance_norm_leaky_relu};
+use medseg_kernels::ops;
 
 /// Runs a 4D op on a `[B, C, 1, H, W]` tensor.
 #[inline]
@@ -78,59 +75,31 @@ impl ConvNd {
         Self::new(dims, channels, [1; 3], [1; 3], 1, device)
     }
 
-    /// Convs on flex run the faster [`crate::fast_conv`] path (same result within float
-    /// rounding); a 2D conv goes there as a 3D conv of kernel depth 1 on the `[B, C, 1, H, W]`
-    /// tensor. `MEDSEG_CONV=burn` and other devices use burn's own conv.
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
         match self {
-            ConvNd::D3(c) => {
-                let d = c.dilation[0];
-                let same_padding = c.padding
-                    == PaddingConfig3d::Explicit(
-                        d * (c.kernel_size[0] - 1) / 2,
-                        d * (c.kernel_size[1] - 1) / 2,
-                        d * (c.kernel_size[2] - 1) / 2,
-                    );
-                if c.groups == 1
-                    && c.dilation == [d; 3]
-                    && same_padding
-                    && use_fast_conv3d(&x.device(), c.kernel_size)
-                {
-                    // weight before bias: parameters initialize lazily on first access, so
-                    // this keeps the RNG draws (hence the initial weights) of burn's Conv3d
+            ConvNd::D3(c) => match c.padding {
+                PaddingConfig3d::Explicit(p0, p1, p2) => {
+                    let options = ConvOptions::new(c.stride, [p0, p1, p2], c.dilation, c.groups);
+                    // weight before bias, as burn's Conv3d::forward: parameters initialize
+                    // lazily on first access, so this keeps the RNG draws (the initial weights)
                     let weight = c.weight.val();
-                    let bias = conv_bias(c.bias.as_ref().map(|b| b.val()), weight.dims()[0], &x);
-                    same_conv3d(x, weight, bias, c.stride, d)
-                } else {
-                    c.forward(x)
+                    ops::conv3d(x, weight, c.bias.as_ref().map(|b| b.val()), options)
                 }
-            }
-            ConvNd::D2(c) => {
-                let d = c.dilation[0];
-                let [k1, k2] = c.kernel_size;
-                let (p1, p2) = (d * (k1 - 1) / 2, d * (k2 - 1) / 2);
-                if c.groups == 1
-                    && c.dilation == [d; 2]
-                    && c.padding == PaddingConfig2d::Explicit(p1, p2, p1, p2)
-                    && x.dims()[2] == 1
-                    && use_fast_conv3d(&x.device(), [1, k1, k2])
-                {
+                _ => c.forward(x),
+            },
+            ConvNd::D2(c) => match c.padding {
+                PaddingConfig2d::Explicit(top, left, bottom, right) => {
+                    let padding = [(top, bottom), (left, right)];
+                    let options =
+                        ConvOptions::new_with_padding(c.stride, padding, c.dilation, c.groups);
                     let weight = c.weight.val();
-                    let [co, ci, _, _] = weight.dims();
-                    let bias = conv_bias(c.bias.as_ref().map(|b| b.val()), co, &x);
-                    let weight: Tensor<5> = weight.reshape([co, ci, 1, k1, k2]);
-                    same_conv3d(x, weight, bias, [1, c.stride[0], c.stride[1]], d)
-                } else {
-                    as_2d(x, |x| c.forward(x))
+                    let bias = c.bias.as_ref().map(|b| b.val());
+                    as_2d(x, |x| ops::conv2d(x, weight, bias, options))
                 }
-            }
+                _ => as_2d(x, |x| c.forward(x)),
+            },
         }
     }
-}
-
-/// The conv's bias, or zeros of `[co]` for a conv without one.
-fn conv_bias(bias: Option<Tensor<1>>, co: usize, x: &Tensor<5>) -> Tensor<1> {
-    bias.unwrap_or_else(|| Tensor::zeros([co], &x.device()))
 }
 
 /// Transposed convolution with kernel = stride (exact inverse of the stage's downsampling).
@@ -158,59 +127,33 @@ impl ConvTransposeNd {
         }
     }
 
-    /// On flex (fast path on) the kernel = stride case runs as [`upsample_by_pointwise`];
-    /// otherwise burn's transposed conv.
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
         match self {
             ConvTransposeNd::D3(c) => {
-                let plain = c.kernel_size == c.stride
-                    && c.padding == [0; 3]
-                    && c.padding_out == [0; 3]
-                    && c.dilation == [1; 3]
-                    && c.groups == 1;
-                if plain && use_fast_conv3d(&x.device(), [1; 3]) {
-                    let weight = c.weight.val();
-                    let bias = c.bias.as_ref().map(|b| b.val());
-                    upsample_by_pointwise(x, weight, bias)
-                } else {
-                    c.forward(x)
-                }
+                let options = ConvTransposeOptions::new(
+                    c.stride,
+                    c.padding,
+                    c.padding_out,
+                    c.dilation,
+                    c.groups,
+                );
+                let weight = c.weight.val();
+                ops::conv_transpose3d(x, weight, c.bias.as_ref().map(|b| b.val()), options)
             }
             ConvTransposeNd::D2(c) => {
-                let plain = c.kernel_size == c.stride
-                    && c.padding == [0; 2]
-                    && c.padding_out == [0; 2]
-                    && c.dilation == [1; 2]
-                    && c.groups == 1;
-                if plain && x.dims()[2] == 1 && use_fast_conv3d(&x.device(), [1; 3]) {
-                    let weight = c.weight.val();
-                    let [ci, co, k1, k2] = weight.dims();
-                    let bias = c.bias.as_ref().map(|b| b.val());
-                    upsample_by_pointwise(x, weight.reshape([ci, co, 1, k1, k2]), bias)
-                } else {
-                    as_2d(x, |x| c.forward(x))
-                }
+                let options = ConvTransposeOptions::new(
+                    c.stride,
+                    c.padding,
+                    c.padding_out,
+                    c.dilation,
+                    c.groups,
+                );
+                let weight = c.weight.val();
+                let bias = c.bias.as_ref().map(|b| b.val());
+                as_2d(x, |x| ops::conv_transpose2d(x, weight, bias, options))
             }
         }
     }
-}
-
-/// A transposed conv whose kernel equals its stride `s` (weight `[ci, co, s0, s1, s2]`, no
-/// padding) on the fast conv path: each input voxel alone makes one `s0 x s1 x s2` block of the
-/// output, so it is a 1x1x1 conv to `co * s0 * s1 * s2` channels followed by a depth-to-space
-/// rearrangement. Same values as burn's `conv_transpose3d`; autodiff differentiates through the
-/// rearrangement and the conv's own backward. Why: burn's version computes its input gradient
-/// with a conv whose im2col runs on one thread.
-fn upsample_by_pointwise(x: Tensor<5>, weight: Tensor<5>, bias: Option<Tensor<1>>) -> Tensor<5> {
-    let [ci, co, s0, s1, s2] = weight.dims();
-    let block = s0 * s1 * s2;
-    let m = co * block;
-    let pointwise: Tensor<5> = weight.permute([1, 2, 3, 4, 0]).reshape([m, ci, 1, 1, 1]);
-    let bias = match bias {
-        Some(b) => b.reshape([co, 1]).expand([co, block]).reshape([m]),
-        None => Tensor::zeros([m], &x.device()),
-    };
-    depth_to_space(same_conv3d(x, pointwise, bias, [1; 3], 1), [s0, s1, s2])
 }
 
 /// Instance, group or batch normalization (affine, eps 1e-5). Batch norm uses batch statistics
@@ -240,18 +183,18 @@ impl Norm {
 
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         match self {
-            Norm::Instance(n) => instance_norm(n, x),
+            Norm::Instance(n) => ops::instance_norm(n, x),
             Norm::Group(n) => n.forward(x),
             Norm::Batch(n) => n.forward(x),
         }
     }
 
     /// The norm followed by LeakyReLU(`slope`); instance norm runs both as one fused op on
-    /// flex ([`instance_norm_leaky_relu`]).
+    /// flex ([`ops::instance_norm_leaky_relu`]).
     pub fn forward_leaky_relu<const D: usize>(&self, x: Tensor<D>, slope: f64) -> Tensor<D> {
         match self {
-            Norm::Instance(n) => instance_norm_leaky_relu(n, x, slope),
-            other => leaky_relu(other.forward(x), slope),
+            Norm::Instance(n) => ops::instance_norm_leaky_relu(n, x, slope),
+            other => ops::leaky_relu(other.forward(x), slope),
         }
     }
 }

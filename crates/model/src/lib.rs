@@ -6,24 +6,19 @@
 //! LossConfig --SegLoss::from_config--> SegLoss (--DeepSupervisionLoss::new--> wrapper)
 //! ```
 //! Tensors are `[B, C, D, H, W]` throughout (2D networks: D = 1, 2D modules inside).
-//! Train on `Device::flex().autodiff()`, infer on `Device::flex()`.
+//! Train on `Device::flex().autodiff()`, infer on `Device::flex()`. The layers call
+//! [`medseg_kernels::ops`] (medseg's CPU kernels on flex, burn's ops elsewhere); this crate
+//! holds no kernel and no `unsafe`.
 
-pub mod alloc;
+#![forbid(unsafe_code)]
+
 pub mod bench;
 pub mod blocks;
 mod config;
-/// Raw-slice conv kernels; public for `examples/bench_conv_kernel.rs`, not a stable API.
-#[doc(hidden)]
-pub mod conv3d_kernel;
 pub mod convert;
 mod deep_supervision;
-pub mod depth_to_space;
 mod device;
-mod direct_conv;
 mod error;
-pub mod fast_act;
-pub mod fast_conv;
-pub mod fast_norm;
 pub mod io;
 pub mod layers;
 mod loss;

@@ -1,17 +1,22 @@
-//! A 3D and a 2D UNet, each trained for 10 Adam steps (Dice+CE) on the fast path (conv, LeakyReLU and instance
-//! norm kernels of `medseg_model::fast_*`) follows the same loss curve as with burn's built-in
-//! ops (`MEDSEG_CONV=burn`). Its own test binary: it flips the process-wide switch.
+//! A 3D and a 2D UNet, each trained for 10 Adam steps (Dice+CE) on medseg's kernels (conv,
+//! LeakyReLU and instance norm of `medseg_kernels`) follows the same loss curve as with burn's
+//! built-in ops. Its own test binary: it flips the process-wide switch
+//! (`medseg_kernels::ops::set_kernels`).
 
 use medseg_config::ModelConfig;
+use medseg_kernels::ops::{Kernels, set_kernels};
+use medseg_kernels::trace::{self, KernelPath};
 use medseg_model::burn::module::Module;
 use medseg_model::burn::optim::{AdamConfig, GradientsParams};
 use medseg_model::burn::tensor::{Device, Distribution, Int, Tensor};
-use medseg_model::fast_conv::{ConvImpl, set_conv_impl};
 use medseg_model::{DeepSupervisionLoss, SegLoss, UNetConfig};
 
 /// Losses of 10 steps and the final logits, from the same seed.
-fn train(choice: ConvImpl, dims: usize) -> (Vec<f32>, Vec<f32>) {
-    set_conv_impl(Some(choice));
+fn train(choice: Kernels, dims: usize) -> (Vec<f32>, Vec<f32>) {
+    set_kernels(choice);
+    let convs_before = trace::count(KernelPath::ConvIm2col)
+        + trace::count(KernelPath::ConvRowShift)
+        + trace::count(KernelPath::ConvDirect);
     let device = Device::flex().autodiff();
     device.seed(3);
     let m = ModelConfig {
@@ -57,7 +62,17 @@ fn train(choice: ConvImpl, dims: usize) -> (Vec<f32>, Vec<f32>) {
         .convert::<f32>()
         .try_into_vec::<f32>()
         .unwrap();
-    set_conv_impl(None);
+    let convs = trace::count(KernelPath::ConvIm2col)
+        + trace::count(KernelPath::ConvRowShift)
+        + trace::count(KernelPath::ConvDirect)
+        - convs_before;
+    // medseg's kernels ran exactly when chosen: never burn against burn
+    assert_eq!(
+        convs > 0,
+        choice == Kernels::Medseg,
+        "{choice:?}: {convs} medseg conv calls"
+    );
+    set_kernels(Kernels::Medseg);
     (losses, logits)
 }
 
@@ -70,8 +85,8 @@ fn training_curve_matches_burn_conv() {
 }
 
 fn compare(dims: usize) {
-    let (burn_losses, burn_logits) = train(ConvImpl::Burn, dims);
-    let (fast_losses, fast_logits) = train(ConvImpl::Fast, dims);
+    let (burn_losses, burn_logits) = train(Kernels::Burn, dims);
+    let (fast_losses, fast_logits) = train(Kernels::Medseg, dims);
     // the curve must move, or the comparison says nothing
     assert!(
         burn_losses[9] < burn_losses[0] * 0.95,

@@ -1,14 +1,38 @@
-//! The fast 3D conv (`medseg_model::fast_conv`) against burn's built-in `conv3d`: forward,
-//! input, weight and bias gradients on random inputs of several shapes, and a numerical
-//! gradient check on a tiny case; its depth-1 form (how 2D networks run) against `conv2d`.
+//! medseg's 3D conv (`ops::conv3d` on flex) against burn's built-in `conv3d`: forward, input,
+//! weight and bias gradients on random inputs of several shapes, and a numerical gradient
+//! check on a tiny case; its depth-1 form (how 2D networks run) against `conv2d`; transposed
+//! convs against burn's. Each comparison proves, through the kernels' call counters, that
+//! medseg's kernels ran (never burn against burn), and the tests print which conv paths this
+//! CPU exercised.
 
-use medseg_model::burn::tensor::module::{conv2d, conv3d};
-use medseg_model::burn::tensor::ops::ConvOptions;
-use medseg_model::burn::tensor::{Device, Distribution, Tensor, TensorData};
-use medseg_model::fast_conv::{same_conv3d, use_fast_conv3d};
+use burn::tensor::module::{conv2d, conv3d};
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use medseg_kernels::ops;
+use medseg_kernels::trace::KernelPath;
 
 mod common;
-use common::{assert_close, values};
+use common::{assert_close, assert_ran, report_paths, values};
+
+/// medseg's "same" conv through the public API (padding `dil (k - 1) / 2`).
+fn same_conv3d(
+    x: Tensor<5>,
+    w: Tensor<5>,
+    b: Tensor<1>,
+    stride: [usize; 3],
+    dilation: usize,
+) -> Tensor<5> {
+    let [_, _, k0, k1, k2] = w.dims();
+    let p = |k: usize| dilation * (k - 1) / 2;
+    let options = ConvOptions::new(stride, [p(k0), p(k1), p(k2)], [dilation; 3], 1);
+    ops::conv3d(x, w, Some(b), options)
+}
+
+const CONV_PATHS: [KernelPath; 3] = [
+    KernelPath::ConvDirect,
+    KernelPath::ConvRowShift,
+    KernelPath::ConvIm2col,
+];
 
 struct Grads {
     y: Vec<f32>,
@@ -83,7 +107,6 @@ fn matches_burn_conv3d_forward_and_gradients() {
         (1, 3, 4, [2, 3, 1], [3, 3, 3], [2, 2, 2], 1),
     ];
     for &(n, ci, co, [d, h, w], k, stride, dil) in cases {
-        assert!(use_fast_conv3d(&device, k) || std::env::var("MEDSEG_CONV").is_ok());
         let dist = Distribution::Normal(0.0, 1.0);
         let x = Tensor::<5>::random([n, ci, d, h, w], dist, &device);
         let wt = Tensor::<5>::random([co, ci, k[0], k[1], k[2]], dist, &device);
@@ -91,7 +114,7 @@ fn matches_burn_conv3d_forward_and_gradients() {
         let p = |a: usize| dil * (k[a] - 1) / 2;
         let o = |a: usize, i: usize| (i + 2 * p(a) - dil * (k[a] - 1) - 1) / stride[a] + 1;
         let r = Tensor::<5>::random([n, co, o(0, d), o(1, h), o(2, w)], dist, &device);
-        let fast = run(true, &x, &wt, &b, &r, stride, dil);
+        let fast = assert_ran(&CONV_PATHS, || run(true, &x, &wt, &b, &r, stride, dil));
         let reference = run(false, &x, &wt, &b, &r, stride, dil);
         let what = format!("n{n} ci{ci} co{co} {d}x{h}x{w} k{k:?} s{stride:?} dil{dil}");
         assert_close(&format!("{what} forward"), &fast.y, &reference.y, 1e-4);
@@ -99,6 +122,7 @@ fn matches_burn_conv3d_forward_and_gradients() {
         assert_close(&format!("{what} dW"), &fast.dw, &reference.dw, 1e-4);
         assert_close(&format!("{what} dB"), &fast.db, &reference.db, 1e-4);
     }
+    report_paths("conv3d vs burn");
 }
 
 /// 2D networks run their convs as 3D convs of kernel depth 1 on `[B, C, 1, H, W]` tensors.
@@ -138,14 +162,10 @@ fn depth_one_kernels_match_burn_conv2d() {
         );
         let [_, _, ho, wo] = reference.dims();
         let r = Tensor::<4>::random([n, co, ho, wo], dist, &device);
-        let fast: Tensor<4> = same_conv3d(
-            x.clone().reshape([n, ci, 1, h, w]),
-            wt.clone().reshape([co, ci, 1, kh, kw]),
-            b.clone(),
-            [1, sh, sw],
-            dil,
-        )
-        .reshape([n, co, ho, wo]);
+        let options = ConvOptions::new([sh, sw], [ph, pw], [dil; 2], 1);
+        let fast = assert_ran(&CONV_PATHS, || {
+            ops::conv2d(x.clone(), wt.clone(), Some(b.clone()), options.clone())
+        });
         let what = format!("n{n} ci{ci} co{co} {h}x{w} k{kh}x{kw} s{sh}x{sw} dil{dil}");
         let grads_of = |y: Tensor<4>| {
             let g = (y.clone() * r.clone()).sum().backward();
@@ -173,7 +193,9 @@ fn inference_device_matches_burn_conv3d() {
     let x = Tensor::<5>::random([2, 4, 6, 7, 5], dist, &device);
     let w = Tensor::<5>::random([3, 4, 3, 3, 3], dist, &device);
     let b = Tensor::<1>::random([3], dist, &device);
-    let fast = same_conv3d(x.clone(), w.clone(), b.clone(), [1; 3], 1);
+    let fast = assert_ran(&CONV_PATHS, || {
+        same_conv3d(x.clone(), w.clone(), b.clone(), [1; 3], 1)
+    });
     let reference = conv3d(x, w, Some(b), ConvOptions::new([1; 3], [1; 3], [1; 3], 1));
     assert_close("inference", &values(fast), &values(reference), 1e-4);
 }
@@ -255,13 +277,12 @@ fn gradients_match_central_differences() {
     check("dB", &g.db, 2);
 }
 
-/// Transposed convs with kernel = stride run as a pointwise fast conv + depth-to-space on
-/// flex (`layers::ConvTransposeNd`): values and gradients against burn's own transposed conv.
+/// Transposed convs with kernel = stride run as a pointwise conv + depth-to-space on flex
+/// (`ops::conv_transpose3d` / `conv_transpose2d`): values and gradients against burn's own.
 #[test]
 fn kernel_stride_transposed_conv_matches_burn() {
-    use medseg_model::burn::tensor::module::{conv_transpose2d, conv_transpose3d};
-    use medseg_model::burn::tensor::ops::ConvTransposeOptions;
-    use medseg_model::layers::ConvTransposeNd;
+    use burn::tensor::module::{conv_transpose2d, conv_transpose3d};
+    use burn::tensor::ops::ConvTransposeOptions;
     let device = Device::flex().autodiff();
     device.seed(21);
     let dist = Distribution::Normal(0.0, 1.0);
@@ -271,53 +292,45 @@ fn kernel_stride_transposed_conv_matches_burn() {
         (3, 1, 16, 8, [4, 4, 2], [1, 2, 2]),
         (2, 3, 5, 3, [1, 6, 7], [1, 2, 2]),
     ];
-    for &(dims, n, ci, co, [d, h, w], stride) in cases {
-        let layer = ConvTransposeNd::new(dims, [ci, co], stride, &device);
+    for &(dims, n, ci, co, [d, h, w], s) in cases {
         let x = Tensor::<5>::random([n, ci, d, h, w], dist, &device).require_grad();
-        let fast = layer.forward(x.clone());
+        let weight = Tensor::<5>::random([ci, co, s[0], s[1], s[2]], dist, &device).require_grad();
+        let bias = Tensor::<1>::random([co], dist, &device).require_grad();
+        // (medseg's, burn's) output as [n, co, d', h', w']
+        let outputs = |medseg: bool| {
+            let b = Some(bias.clone());
+            if dims == 3 {
+                let o = ConvTransposeOptions::new(s, [0; 3], [0; 3], [1; 3], 1);
+                let f = if medseg {
+                    ops::conv_transpose3d
+                } else {
+                    conv_transpose3d
+                };
+                f(x.clone(), weight.clone(), b, o)
+            } else {
+                let o = ConvTransposeOptions::new([s[1], s[2]], [0; 2], [0; 2], [1; 2], 1);
+                let f = if medseg {
+                    ops::conv_transpose2d
+                } else {
+                    conv_transpose2d
+                };
+                let x4 = x.clone().reshape([n, ci, h, w]);
+                let y = f(x4, weight.clone().reshape([ci, co, s[1], s[2]]), b, o);
+                let [_, _, ho, wo] = y.dims();
+                y.reshape([n, co, 1, ho, wo])
+            }
+        };
+        let paths = [KernelPath::DepthToSpace];
+        let fast = assert_ran(&paths, || outputs(true));
+        let reference = outputs(false);
         let r = Tensor::<5>::random(fast.dims(), dist, &device);
-        // the weight as [ci, co, s0, s1, s2] (2D: s0 = 1)
-        let (weight, bias) = match &layer {
-            ConvTransposeNd::D3(c) => (c.weight.val(), c.bias.as_ref().unwrap().val()),
-            ConvTransposeNd::D2(c) => (
-                c.weight.val().reshape([ci, co, 1, stride[1], stride[2]]),
-                c.bias.as_ref().unwrap().val(),
-            ),
-        };
-        let reference = if dims == 3 {
-            conv_transpose3d(
-                x.clone(),
-                weight.clone(),
-                Some(bias.clone()),
-                ConvTransposeOptions::new(stride, [0; 3], [0; 3], [1; 3], 1),
-            )
-        } else {
-            let [_, _, _, k1, k2] = weight.dims();
-            let y = conv_transpose2d(
-                x.clone().reshape([n, ci, h, w]),
-                weight.clone().reshape([ci, co, k1, k2]),
-                Some(bias.clone()),
-                ConvTransposeOptions::new([stride[1], stride[2]], [0; 2], [0; 2], [1; 2], 1),
-            );
-            let [_, _, ho, wo] = y.dims();
-            y.reshape([n, co, 1, ho, wo])
-        };
-        let what = format!("{dims}D n{n} ci{ci} co{co} {d}x{h}x{w} s{stride:?}");
+        let what = format!("{dims}D n{n} ci{ci} co{co} {d}x{h}x{w} s{s:?}");
         let grads_of = |y: Tensor<5>| {
             let g = (y.clone() * r.clone()).sum().backward();
             (
                 values(y.inner()),
                 values(x.grad(&g).unwrap()),
-                // the gradient of the parameter itself (the leaf), as [ci, co, s0, s1, s2]
-                values(match &layer {
-                    ConvTransposeNd::D3(c) => c.weight.val().grad(&g).unwrap(),
-                    ConvTransposeNd::D2(c) => c
-                        .weight
-                        .val()
-                        .grad(&g)
-                        .unwrap()
-                        .reshape([ci, co, 1, stride[1], stride[2]]),
-                }),
+                values(weight.grad(&g).unwrap()),
                 values(bias.grad(&g).unwrap()),
             )
         };

@@ -1,5 +1,5 @@
 //! Raw-slice kernels of the "same" 3D convolution (stride 1, odd kernel, padding
-//! `dilation * (k - 1) / 2` per axis) used by [`crate::fast_conv`].
+//! `dilation * (k - 1) / 2` per axis) used by [`crate::ops::conv3d`] (through the flex extension op in `flex::conv`).
 //!
 //! Why not burn-flex's conv: it im2cols the whole input into a freshly allocated (and
 //! page-faulted) buffer with a bounds check per element, and computes the weight gradient as a
@@ -17,6 +17,8 @@
 //! `K = Ci * kd * kh * kw`, `L = rows * W`. All tensors are contiguous f32.
 
 use gemm::{Parallelism, gemm};
+
+use crate::trace::{self, KernelPath};
 use rayon::prelude::*;
 
 /// Shape of one convolution. Input `[n, ci, d, h, w]`, weight `[co, ci, k0, k1, k2]`, output
@@ -464,15 +466,15 @@ fn scatter_tile(
     );
 }
 
-/// Whether the direct AVX-512 kernels ([`crate::direct_conv`]) take this shape: measured
+/// Whether the direct AVX-512 kernels ([`super::direct_conv`]) take this shape: measured
 /// faster for <= 16 output channels on rows of >= 16 columns (narrower rows leave most vector
 /// lanes idle), slower from 32 output channels on 16-wide rows
 /// (`examples/bench_conv_kernel.rs`, BENCHMARKS.md).
 fn use_direct(s: &ConvShape) -> bool {
     s.co <= 16
         && s.spatial[2] >= 16
-        && crate::direct_conv::available()
-        && crate::direct_conv::supports(s)
+        && super::direct_conv::available()
+        && super::direct_conv::supports(s)
 }
 
 /// Forward convolution: `x` `[n, ci, d, h, w]`, `weight` `[co, K]` (the `[co, ci, k0, k1, k2]`
@@ -503,14 +505,16 @@ fn forward_paths(
     }
     let out_ptr = out.spare_capacity_mut().as_mut_ptr() as *mut f32;
     if allow_direct && use_direct(s) {
+        trace::hit(KernelPath::ConvDirect);
         // SAFETY: out_ptr is valid for len writes; forward_into writes all of them.
         unsafe {
-            crate::direct_conv::forward_into(x, weight, bias, s, out_ptr);
+            super::direct_conv::forward_into(x, weight, bias, s, out_ptr);
             out.set_len(len);
         }
         return out;
     }
     if let Some(rs) = RowShift::for_forward(s) {
+        trace::hit(KernelPath::ConvRowShift);
         // SAFETY: as above; every task copies all columns of its rows for every channel.
         unsafe {
             forward_row_shift(x, weight, bias, s, rs, out_ptr);
@@ -518,6 +522,7 @@ fn forward_paths(
         }
         return out;
     }
+    trace::hit(KernelPath::ConvIm2col);
     let (ntasks, blocks) = s.tasks(None);
     let [_, ho, wo] = s.out();
     let lmax = s.rows_per_block(None) * wo;
@@ -679,6 +684,7 @@ pub fn input_grad(grad: &[f32], weight: &[f32], s: &ConvShape) -> Vec<f32> {
 /// overlap run in different phases (plane index and block index modulo the overlap), so no two
 /// concurrent tasks write the same input row.
 fn col2im_input_grad(grad: &[f32], weight: &[f32], s: &ConvShape) -> Vec<f32> {
+    trace::hit(KernelPath::ConvCol2im);
     let k = s.k();
     let ovol = s.out_vol();
     let mut dx = vec![0.0f32; s.n * s.ci * s.vol()];
@@ -753,6 +759,10 @@ pub fn weight_grad(x: &[f32], grad: &[f32], s: &ConvShape) -> Vec<f32> {
     assert_eq!(x.len(), s.n * s.ci * s.vol(), "conv3d input size");
     assert_eq!(grad.len(), s.n * s.co * ovol, "conv3d output gradient size");
     let rowshift = RowShift::for_weight_grad(s);
+    trace::hit(match rowshift {
+        Some(_) => KernelPath::WeightGradRowShift,
+        None => KernelPath::WeightGradIm2col,
+    });
     let (ntasks, blocks) = s.tasks(rowshift);
     if ntasks == 0 || ovol == 0 {
         return vec![0.0; s.co * k];

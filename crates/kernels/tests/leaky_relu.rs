@@ -1,20 +1,18 @@
-//! The fused LeakyReLU (`medseg_model::fast_act`) against burn's `leaky_relu`: values and
+//! medseg's LeakyReLU (`ops::leaky_relu`) against burn's `leaky_relu`: values and
 //! gradients, including exact zeros and a non-contiguous (transposed) input.
 
-use medseg_model::burn::tensor::activation::leaky_relu as burn_leaky_relu;
-use medseg_model::burn::tensor::{Device, Distribution, Tensor, TensorData};
-use medseg_model::fast_act::{leaky_relu, use_fused_leaky_relu};
+use burn::tensor::activation::leaky_relu as burn_leaky_relu;
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use medseg_kernels::ops::leaky_relu;
+use medseg_kernels::trace::KernelPath;
 
 mod common;
-use common::values;
+use common::{assert_ran, values};
 
 #[test]
 fn matches_burn_leaky_relu_and_its_gradient() {
     let device = Device::flex().autodiff();
     device.seed(2);
-    if std::env::var("MEDSEG_CONV").is_err() {
-        assert!(use_fused_leaky_relu(&device));
-    }
     for (shape, slope) in [
         ([3usize, 5, 7], 0.01),
         ([2, 70, 600], 0.2),
@@ -35,7 +33,7 @@ fn matches_burn_leaky_relu_and_its_gradient() {
             let grads = (y.clone() * r.clone()).sum().backward();
             (values(y.inner()), values(xg.grad(&grads).unwrap()))
         };
-        let (yf, gf) = run(true);
+        let (yf, gf) = assert_ran(&[KernelPath::LeakyRelu], || run(true));
         let (yb, gb) = run(false);
         assert_eq!(yf, yb, "{shape:?} forward");
         assert_eq!(gf, gb, "{shape:?} gradient");
@@ -50,7 +48,10 @@ fn inference_device_matches_burn() {
         &device,
     );
     assert_eq!(
-        values(leaky_relu(x.clone(), 0.1)),
+        values(assert_ran(&[KernelPath::LeakyRelu], || leaky_relu(
+            x.clone(),
+            0.1
+        ))),
         values(burn_leaky_relu(x, 0.1))
     );
 }

@@ -1,15 +1,16 @@
-//! The fused instance norm (`medseg_model::fast_norm`) against burn's `InstanceNorm`, alone and
+//! The fused instance norm (`ops::instance_norm`) against burn's `InstanceNorm`, alone and
 //! fused with the LeakyReLU after it (against burn's `leaky_relu`): values and the gradients of
 //! input, gamma and beta, for 5D and 4D inputs.
 
-use medseg_model::burn::module::Param;
-use medseg_model::burn::nn::{InstanceNorm, InstanceNormConfig};
-use medseg_model::burn::tensor::activation::leaky_relu;
-use medseg_model::burn::tensor::{Device, Distribution, Tensor};
-use medseg_model::fast_norm::{instance_norm, instance_norm_leaky_relu};
+use burn::module::Param;
+use burn::nn::{InstanceNorm, InstanceNormConfig};
+use burn::tensor::activation::leaky_relu;
+use burn::tensor::{Device, Distribution, Tensor};
+use medseg_kernels::ops::{instance_norm, instance_norm_leaky_relu};
+use medseg_kernels::trace::KernelPath;
 
 mod common;
-use common::{assert_close, values};
+use common::{assert_close, assert_ran, values};
 
 /// `slope`: also the LeakyReLU after the norm.
 fn check<const D: usize>(shape: [usize; D], slope: Option<f64>, device: &Device) {
@@ -39,7 +40,7 @@ fn check<const D: usize>(shape: [usize; D], slope: Option<f64>, device: &Device)
             values(beta.grad(&grads).unwrap()),
         )
     };
-    let f = run(true);
+    let f = assert_ran(&[KernelPath::InstanceNorm], || run(true));
     let b = run(false);
     let what = format!("{shape:?} slope {slope:?}");
     assert_close(&format!("{what} forward"), &f.0, &b.0, 1e-4);
@@ -68,7 +69,9 @@ fn inference_device_matches_burn() {
     let x = Tensor::<5>::random([2, 5, 4, 6, 3], Distribution::Normal(2.0, 3.0), &device);
     assert_close(
         "inference",
-        &values(instance_norm(&norm, x.clone())),
+        &values(assert_ran(&[KernelPath::InstanceNorm], || {
+            instance_norm(&norm, x.clone())
+        })),
         &values(norm.forward(x.clone())),
         1e-4,
     );

@@ -1,17 +1,9 @@
-//! A faster 3D "same" convolution for the flex backend, plugged into burn as a backend
-//! extension op with its own backward pass (kernels in `conv3d_kernel`).
+//! The 3D "same" convolution as a burn backend extension op with its own backward pass: flex
+//! runs the kernels of [`crate::cpu::conv3d`], autodiff records [`SameConv3dBackward`].
 //!
 //! Covered: 3D, odd kernels (any per-axis size, e.g. 3x3x3, 1x3x3, 1x1x1), padding
-//! `dilation * (k - 1) / 2`, any stride (strided downsampling convs included), any dilation, one
-//! group, f32, flex device (with or without autodiff). Everything else — other devices, other
-//! dtypes — goes to burn's built-in ops (see [`use_fast_conv3d`]). 2D convs come here as 3D
-//! convs of kernel depth 1 ([`crate::layers::ConvNd`]), and the UNet's transposed convs (kernel =
-//! stride) as a pointwise conv plus depth-to-space ([`crate::layers::ConvTransposeNd`]).
-//!
-//! Switch: the environment variable `MEDSEG_CONV=burn` turns this path off — and with it the
-//! fused LeakyReLU ([`crate::fast_act`]) and instance norm ([`crate::fast_norm`]) — so burn's
-//! built-in ops run everywhere, for comparison and as an escape hatch; any other value or no
-//! variable keeps it on. [`set_conv_impl`] overrides the variable inside a process.
+//! `dilation * (k - 1) / 2`, any stride, any dilation, one group; f32 (other dtypes fall back to
+//! burn's conv inside the op). [`crate::ops`] decides when this op is used.
 
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -21,14 +13,11 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::ops::{ConvOptions, ModuleOps};
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{
-    Autodiff, Backend, DType, Dispatch, DispatchDevice, Flex, TensorMetadata, backend_extension,
-};
-use burn::tensor::{Device, Tensor, TensorData};
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU8, Ordering};
+use burn::backend::{Autodiff, Backend, DType, Dispatch, Flex, TensorMetadata, backend_extension};
+use burn::tensor::Tensor;
 
-use crate::conv3d_kernel::{self, ConvShape};
+use super::{contiguous, flex_tensor};
+use crate::cpu::conv3d::{self, ConvShape};
 
 /// burn's own conv options for the "same" conv with this weight shape.
 fn same_options(weight_shape: &[usize], stride: [usize; 3], dilation: usize) -> ConvOptions<3> {
@@ -90,20 +79,6 @@ pub trait SameConv3dBackend: Backend {
     }
 }
 
-/// Contiguous view of a flex tensor (copies only when strided or offset), as the raw-slice
-/// kernels of the fast ops need.
-pub(crate) fn contiguous(t: &FlexTensor) -> FlexTensor {
-    if t.is_contiguous() && t.layout().start_offset() == 0 {
-        t.clone()
-    } else {
-        t.to_contiguous()
-    }
-}
-
-fn flex_tensor(data: Vec<f32>, shape: Vec<usize>) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(data, shape))
-}
-
 fn conv_shape(x: &FlexTensor, w: &FlexTensor, stride: [usize; 3], dilation: usize) -> ConvShape {
     let xs = x.shape();
     let ws = w.shape();
@@ -136,7 +111,7 @@ impl SameConv3dBackend for Flex {
         }
         let s = conv_shape(&x, &weight, stride, dilation);
         let (x, w, b) = (contiguous(&x), contiguous(&weight), contiguous(&bias));
-        let out = conv3d_kernel::forward(
+        let out = conv3d::forward(
             x.storage::<f32>(),
             w.storage::<f32>(),
             Some(b.storage::<f32>()),
@@ -159,7 +134,7 @@ impl SameConv3dBackend for Flex {
         }
         let s = conv_shape(&x, &weight, stride, dilation);
         let (w, g) = (contiguous(&weight), contiguous(&grad));
-        let dx = conv3d_kernel::input_grad(g.storage::<f32>(), w.storage::<f32>(), &s);
+        let dx = conv3d::input_grad(g.storage::<f32>(), w.storage::<f32>(), &s);
         flex_tensor(dx, x.shape().to_vec())
     }
 
@@ -176,7 +151,7 @@ impl SameConv3dBackend for Flex {
         }
         let s = conv_shape(&x, &weight, stride, dilation);
         let (xc, g) = (contiguous(&x), contiguous(&grad));
-        let dw = conv3d_kernel::weight_grad(xc.storage::<f32>(), g.storage::<f32>(), &s);
+        let dw = conv3d::weight_grad(xc.storage::<f32>(), g.storage::<f32>(), &s);
         flex_tensor(dw, weight.shape().to_vec())
     }
 
@@ -195,7 +170,7 @@ impl SameConv3dBackend for Flex {
             dilation: 1,
         };
         let g = contiguous(&grad);
-        let db = conv3d_kernel::bias_grad(g.storage::<f32>(), &s);
+        let db = conv3d::bias_grad(g.storage::<f32>(), &s);
         flex_tensor(db, bias.shape().to_vec())
     }
 }
@@ -273,66 +248,9 @@ impl<B: Backend + SameConv3dBackend, C: CheckpointStrategy> SameConv3dBackend fo
     }
 }
 
-/// Which implementation the model's 3D convs, LeakyReLU and instance norm use on flex.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConvImpl {
-    /// This module's kernels (the default).
-    Fast,
-    /// burn's built-in ops (`MEDSEG_CONV=burn`).
-    Burn,
-}
-
-/// 0: not overridden (use the environment), 1: fast, 2: burn.
-static OVERRIDE: AtomicU8 = AtomicU8::new(0);
-
-/// Overrides the `MEDSEG_CONV` choice for this process (`None`: back to the environment).
-/// For tests and benchmarks that compare both paths in one process; it is a global switch, so
-/// callers running in parallel threads see each other's choice.
-pub fn set_conv_impl(choice: Option<ConvImpl>) {
-    let v = match choice {
-        None => 0,
-        Some(ConvImpl::Fast) => 1,
-        Some(ConvImpl::Burn) => 2,
-    };
-    OVERRIDE.store(v, Ordering::SeqCst);
-}
-
-/// The implementation in use: the [`set_conv_impl`] override if any, else `Burn` when the
-/// environment variable `MEDSEG_CONV` is `burn` (case-insensitive; read once per process),
-/// else `Fast`.
-pub fn conv_impl() -> ConvImpl {
-    static FROM_ENV: OnceLock<ConvImpl> = OnceLock::new();
-    match OVERRIDE.load(Ordering::SeqCst) {
-        1 => ConvImpl::Fast,
-        2 => ConvImpl::Burn,
-        _ => *FROM_ENV.get_or_init(|| {
-            let burn = std::env::var("MEDSEG_CONV")
-                .map(|v| v.trim().eq_ignore_ascii_case("burn"))
-                .unwrap_or(false);
-            if burn { ConvImpl::Burn } else { ConvImpl::Fast }
-        }),
-    }
-}
-
-/// Whether the fast path handles a conv with this kernel on this device: flex (plain or
-/// autodiff), odd kernel sizes, and the switch not set to `burn` (any stride).
-pub fn use_fast_conv3d(device: &Device, kernel: [usize; 3]) -> bool {
-    fast_path_on(device) && kernel.iter().all(|k| k % 2 == 1)
-}
-
-/// Whether medseg's own flex ops (convs, norm, activation, depth-to-space) run on `device`:
-/// the fast path is on ([`conv_impl`]) and the device is flex (with or without autodiff).
-pub fn fast_path_on(device: &Device) -> bool {
-    conv_impl() == ConvImpl::Fast
-        && matches!(
-            device.clone().without_autodiff().as_dispatch(),
-            DispatchDevice::Flex(_)
-        )
-}
-
-/// The padded conv through the fast path (padding `dilation * (k - 1) / 2`). The caller checks [`use_fast_conv3d`] first (other
-/// devices have no route and would panic in burn's dispatch).
-pub fn same_conv3d(
+/// The padded conv on `Dispatch` tensors (padding `dilation * (k - 1) / 2`). Only for flex
+/// devices: other devices have no route for the op and would panic in burn's dispatch.
+pub(crate) fn same_conv3d(
     x: Tensor<5>,
     weight: Tensor<5>,
     bias: Tensor<1>,

@@ -1,10 +1,10 @@
-//! Times the raw conv kernels (`conv3d_kernel::{forward, input_grad, weight_grad}`) on the conv
+//! Times the raw conv kernels (`cpu::conv3d::{forward, input_grad, weight_grad}`) on the conv
 //! shapes of the benchmark UNets, to see where a train step's conv time goes. Usage:
-//! `cargo run --release -p medseg-model --example bench_conv_kernel -- [3|2] [reps]`
+//! `cargo run --release -p medseg-kernels --example bench_conv_kernel -- [3|2] [reps]`
 //! (3D: batch 2, 64³, features 8-16-32-64; 2D: batch 8, 256², features 16-32-64-128).
 //! Prints one line per shape and phase: milliseconds per call (median) and GFLOP/s.
 
-use medseg_model::conv3d_kernel::{ConvShape, forward, input_grad, weight_grad};
+use medseg_kernels::cpu::conv3d::{ConvShape, forward, input_grad, weight_grad};
 use std::time::Instant;
 
 fn median_ms(reps: usize, mut f: impl FnMut()) -> f64 {
@@ -22,7 +22,7 @@ fn median_ms(reps: usize, mut f: impl FnMut()) -> f64 {
 
 fn main() {
     // as in the medseg binary
-    medseg_model::alloc::keep_freed_memory();
+    medseg_kernels::alloc::keep_freed_memory();
     let a: Vec<String> = std::env::args().skip(1).collect();
     let dims: usize = a.first().and_then(|s| s.parse().ok()).unwrap_or(3);
     let reps: usize = a.get(1).and_then(|s| s.parse().ok()).unwrap_or(5);

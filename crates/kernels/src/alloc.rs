@@ -1,4 +1,5 @@
-//! Allocator settings for tensor work.
+//! Allocator settings for tensor work, applied once by the program (the `medseg` binary calls
+//! [`keep_freed_memory`] first thing in `main`, as ripgrep sets its allocator in `main.rs`).
 //!
 //! burn's flex backend gives every op a freshly allocated output. glibc serves large requests
 //! (above its mmap threshold: 128 KiB, adapting up to 32 MiB) with new `mmap` pages and unmaps

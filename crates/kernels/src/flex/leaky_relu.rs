@@ -1,11 +1,9 @@
-//! LeakyReLU for the flex backend as one parallel, branch-free pass forward and backward (a
-//! burn backend extension op with its own backward).
+//! LeakyReLU as a burn backend extension op with its own backward: flex runs
+//! [`crate::cpu::leaky_relu`] (one parallel pass each way).
 //!
 //! Why: burn 0.22 builds LeakyReLU from three tensor ops (compare, scale, `mask_where`), and on
 //! an autodiff device its backward runs a serial `mask_where` per op — about a tenth of a flex
-//! UNet training step. Same values and gradients as burn's (slope where `x < 0`, 1 elsewhere,
-//! also at 0). Used on the flex device when the 3D fast path is on (`MEDSEG_CONV` not `burn`,
-//! see [`crate::fast_conv::conv_impl`]); burn's `leaky_relu` otherwise.
+//! UNet training step.
 
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -16,14 +14,10 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::ops::{ActivationOps, FloatTensorOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, DType, Dispatch, Flex, TensorMetadata, backend_extension};
-use burn::tensor::activation::leaky_relu as burn_leaky_relu;
-use burn::tensor::{Device, Tensor, TensorData};
-use rayon::prelude::*;
+use burn::tensor::Tensor;
 
-use crate::fast_conv::{contiguous, fast_path_on};
-
-/// Elements per parallel chunk (below this, one thread does the whole tensor).
-const CHUNK: usize = 1 << 15;
+use super::{contiguous, flex_tensor};
+use crate::cpu::leaky_relu;
 
 #[backend_extension(Flex, Autodiff)]
 pub trait LeakyReluBackend: Backend {
@@ -40,27 +34,14 @@ pub trait LeakyReluBackend: Backend {
     ) -> FloatTensor<Self>;
 }
 
-fn from_vec(v: Vec<f32>, like: &FlexTensor) -> FlexTensor {
-    FlexTensor::from_data(TensorData::new(v, like.shape().to_vec()))
-}
-
 impl LeakyReluBackend for Flex {
     fn fused_leaky_relu(x: FlexTensor, slope: f64) -> FlexTensor {
         if x.dtype() != DType::F32 {
             return Self::leaky_relu(x, slope.into());
         }
         let xc = contiguous(&x);
-        let src = xc.storage::<f32>();
-        let s = slope as f32;
-        let mut out = vec![0.0f32; src.len()];
-        out.par_chunks_mut(CHUNK)
-            .zip(src.par_chunks(CHUNK))
-            .for_each(|(o, i)| {
-                for (o, &v) in o.iter_mut().zip(i) {
-                    *o = if v < 0.0 { v * s } else { v };
-                }
-            });
-        from_vec(out, &x)
+        let out = leaky_relu::forward(xc.storage::<f32>(), slope as f32);
+        flex_tensor(out, x.shape().to_vec())
     }
 
     fn fused_leaky_relu_backward(x: FlexTensor, grad: FlexTensor, slope: f64) -> FlexTensor {
@@ -74,16 +55,8 @@ impl LeakyReluBackend for Flex {
             let scaled = Self::float_mul_scalar(grad.clone(), slope.into());
             return Self::float_mask_where(grad, mask, scaled);
         }
-        let (xs, gs) = (xc.storage::<f32>(), gc.storage::<f32>());
-        let mut out = vec![0.0f32; xs.len()];
-        out.par_chunks_mut(CHUNK)
-            .zip(xs.par_chunks(CHUNK).zip(gs.par_chunks(CHUNK)))
-            .for_each(|(o, (xi, gi))| {
-                for ((o, &v), &g) in o.iter_mut().zip(xi).zip(gi) {
-                    *o = if v < 0.0 { g * s } else { g };
-                }
-            });
-        from_vec(out, &grad)
+        let out = leaky_relu::backward(xc.storage::<f32>(), gc.storage::<f32>(), s);
+        flex_tensor(out, grad.shape().to_vec())
     }
 }
 
@@ -138,19 +111,10 @@ impl<B: Backend + LeakyReluBackend, C: CheckpointStrategy> LeakyReluBackend for 
     }
 }
 
-/// Whether [`leaky_relu`] takes the fused path on this device.
-pub fn use_fused_leaky_relu(device: &Device) -> bool {
-    fast_path_on(device)
-}
-
-/// LeakyReLU: the fused flex op where [`use_fused_leaky_relu`] allows, burn's otherwise.
-pub fn leaky_relu<const D: usize>(x: Tensor<D>, slope: f64) -> Tensor<D> {
-    if use_fused_leaky_relu(&x.device()) {
-        Tensor::from_dispatch(<Dispatch as LeakyReluBackend>::fused_leaky_relu(
-            x.into_dispatch(),
-            slope,
-        ))
-    } else {
-        burn_leaky_relu(x, slope)
-    }
+/// The op on `Dispatch` tensors (flex devices only: [`crate::ops`] checks).
+pub(crate) fn fused_leaky_relu<const D: usize>(x: Tensor<D>, slope: f64) -> Tensor<D> {
+    Tensor::from_dispatch(<Dispatch as LeakyReluBackend>::fused_leaky_relu(
+        x.into_dispatch(),
+        slope,
+    ))
 }

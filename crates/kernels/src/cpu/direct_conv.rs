@@ -9,9 +9,9 @@
 //!
 //! Covered: stride 1, odd kernels, padding `dilation * (k - 1) / 2`, any channel counts (output
 //! channels in groups of 8), f32, CPUs with AVX-512F (checked at run time). The caller
-//! ([`crate::conv3d_kernel::forward`]) picks it for up to 16 output channels.
+//! ([`super::conv3d::forward`]) picks it for up to 16 output channels.
 
-use crate::conv3d_kernel::ConvShape;
+use super::conv3d::ConvShape;
 
 /// Output channels per register block.
 const GROUP: usize = 8;
@@ -79,7 +79,7 @@ pub unsafe fn forward_into(
     let rows_per_task = 4usize.min(h);
     let blocks = h.div_ceil(rows_per_task);
     let ntasks = s.n * d * blocks * groups;
-    let dst = crate::conv3d_kernel::SharedMut(out);
+    let dst = super::conv3d::SharedMut(out);
     use rayon::prelude::*;
     (0..ntasks).into_par_iter().for_each(|t| {
         let g = t % groups;
