@@ -1,26 +1,23 @@
 //! `medseg plan`: dataset integrity check, fingerprint and plan (`plan.json`).
 
+use super::args::{ConfigArgs, ThreadArgs};
 use anyhow::{Context, Result, bail};
-use medseg_config::ExperimentConfig;
 use medseg_preprocess::{FingerprintOptions, Plan, PlanOptions, fingerprint_dataset};
 use medseg_volume::dataset::Dataset;
-use std::path::PathBuf;
 
-/// Check the dataset named in the config, compute its fingerprint (shapes, spacings, nonzero
+/// Check a dataset, compute its fingerprint and plan, write plan.json.
+///
+/// Checks the dataset named in the config, computes its fingerprint (shapes, spacings, nonzero
 /// boxes, foreground intensity statistics, label volumes) and the plan (target spacing,
 /// normalization per channel, patch and batch size, network stages) by nnU-Net's rules, and
-/// write it as `plan.json` into the config's output folder (`[train] output`).
+/// writes it as `plan.json` into the config's output folder (`[train] output`).
 ///
 /// Every choice can be overridden in the config (`[preprocess] spacing`, `normalization`,
 /// `[train] patch_size`, `batch_size`, ...) or with `--set`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct PlanArgs {
-    /// Experiment config (TOML).
-    #[arg(long)]
-    pub config: PathBuf,
-    /// Override a config key, e.g. --set preprocess.spacing=[1.0,1.0,2.5] (repeatable).
-    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
-    pub set: Vec<String>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
     /// Largest accepted difference of spacing/origin (mm) and direction cosines between a
     /// case's channels and its label map.
     #[arg(long, default_value_t = 1e-3, value_name = "TOL")]
@@ -28,11 +25,13 @@ pub struct PlanArgs {
     /// Print one JSON object (the summary and the plan's path) instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub threads: ThreadArgs,
 }
 
 pub fn run(args: &PlanArgs) -> Result<()> {
-    let cfg = ExperimentConfig::load(&args.config, &args.set)
-        .with_context(|| format!("loading {}", args.config.display()))?;
+    args.threads.apply()?;
+    let cfg = args.config.load()?;
     let dir = cfg.dataset_dir();
     let dataset =
         Dataset::open(&dir).with_context(|| format!("opening the dataset {}", dir.display()))?;
