@@ -72,7 +72,7 @@ fn shared_groups_appear_in_every_command_that_computes() {
             assert!(options.contains(&"device".to_string()), "{command:?}");
             // The device values are listed; the LibTorch placeholder is not.
             assert!(
-                text.contains("flex") && text.contains("wgpu") && !text.contains("tch"),
+                text.contains("- flex:") && text.contains("- wgpu:") && !text.contains("- tch"),
                 "{command:?}:\n{text}"
             );
         }

@@ -5,31 +5,30 @@ use anyhow::{Context, Result};
 use medseg_config::ExperimentConfig;
 use std::path::PathBuf;
 
-/// `--config CONFIG.toml` and its `--set` overrides.
+/// `--config CONFIG.toml` and its `--set` overrides. Flat (no nested group), so that a
+/// command where the config is optional can flatten an `Option<ConfigArgs>`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ConfigArgs {
     /// Experiment config (TOML; every key and its default: configs/README.md).
     #[arg(long, value_name = "CONFIG.toml")]
     pub config: PathBuf,
-    #[command(flatten)]
-    pub overrides: SetArgs,
+    #[arg(long = "set", value_name = SET_VALUE_NAME, help = SET_HELP)]
+    pub set: Vec<String>,
 }
 
 impl ConfigArgs {
     /// The config with the `--set` overrides applied; errors name the file.
     pub fn load(&self) -> Result<ExperimentConfig> {
-        ExperimentConfig::load(&self.config, &self.overrides.set)
+        ExperimentConfig::load(&self.config, &self.set)
             .with_context(|| format!("loading {}", self.config.display()))
     }
 }
 
-/// `--set SECTION.KEY=VALUE`, repeatable (on its own where the config itself is optional).
-#[derive(clap::Args, Debug, Clone, Default)]
-pub struct SetArgs {
-    /// Override a config key, e.g. --set train.epochs=50 (repeatable).
-    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
-    pub set: Vec<String>,
-}
+/// The help of `--set`, also used by `demo`, which takes `--set` without `--config` (it then
+/// overrides the built-in demo config).
+pub const SET_HELP: &str = "Override a config key, e.g. --set train.epochs=50 (repeatable)";
+/// The value name of `--set`.
+pub const SET_VALUE_NAME: &str = "SECTION.KEY=VALUE";
 
 /// `--device`: where the network runs.
 #[derive(clap::Args, Debug, Clone)]

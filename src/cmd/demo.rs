@@ -1,6 +1,6 @@
 //! `medseg demo`: the whole pipeline on synthetic data — synth, train, predict, evaluate.
 
-use super::args::{DeviceArgs, SetArgs, ThreadArgs};
+use super::args::{DeviceArgs, SET_HELP, SET_VALUE_NAME, ThreadArgs};
 use anyhow::{Context, Result};
 use medseg_config::ExperimentConfig;
 use medseg_eval::{EvalOptions, MissingPolicy, evaluate_cases, find_cases};
@@ -21,8 +21,8 @@ pub struct DemoArgs {
     /// Experiment config (default: configs/demo-3d.toml, or the copy built into medseg).
     #[arg(long, value_name = "CONFIG.toml")]
     pub config: Option<PathBuf>,
-    #[command(flatten)]
-    pub overrides: SetArgs,
+    #[arg(long = "set", value_name = SET_VALUE_NAME, help = SET_HELP)]
+    pub set: Vec<String>,
     /// Training cases of the synthetic dataset (when it is created).
     #[arg(long, default_value_t = 16, value_name = "N")]
     pub cases: usize,
@@ -48,7 +48,7 @@ fn stage(n: usize, what: &str) {
 pub fn run(args: &DemoArgs) -> Result<()> {
     args.threads.apply()?;
     let t0 = Instant::now();
-    let set = &args.overrides.set;
+    let set = &args.set;
     let cfg = match &args.config {
         Some(p) => ExperimentConfig::load(p, set)?,
         None => {
