@@ -178,6 +178,12 @@ pub fn run(args: &EvaluateArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&ev.to_json())?);
         return Ok(());
     }
+    print_summary(&ev, &names);
+    Ok(())
+}
+
+/// The per-label means (Dice, HD95, ASSD, NSD, AUC) as a table on stdout.
+fn print_summary(ev: &medseg_eval::Evaluation, names: &BTreeMap<u16, String>) {
     let f = |v: Option<f64>| v.map_or("–".to_string(), |x| format!("{x:.4}"));
     println!(
         "{} cases ({} missing predictions), labels {:?}",
@@ -203,5 +209,4 @@ pub fn run(args: &EvaluateArgs) -> Result<()> {
             f(m("auc"))
         );
     }
-    Ok(())
 }

@@ -4,6 +4,7 @@ use super::args::{ConfigArgs, ThreadArgs};
 use anyhow::{Context, Result, bail};
 use medseg_preprocess::{FingerprintOptions, Plan, PlanOptions, fingerprint_dataset};
 use medseg_volume::dataset::Dataset;
+use std::path::Path;
 
 /// Check a dataset, compute its fingerprint and plan, write plan.json.
 ///
@@ -84,57 +85,67 @@ pub fn run(args: &PlanArgs) -> Result<()> {
     let path = out_dir.join("plan.json");
     plan.save(&path)?;
 
+    if args.json {
+        print_json(&plan, &path);
+    } else {
+        print_text(&plan, &path);
+    }
+    Ok(())
+}
+
+/// The plan's summary and path as one JSON object on stdout (`--json`).
+fn print_json(plan: &Plan, path: &Path) {
+    let summary = serde_json::json!({
+        "plan": path,
+        "dataset": plan.dataset,
+        "cases": plan.num_cases,
+        "dims": plan.dims,
+        "median_shape": plan.median_shape,
+        "median_spacing": plan.median_spacing,
+        "target_spacing": plan.target_spacing,
+        "median_resampled_shape": plan.median_resampled_shape,
+        "normalization": plan.normalization,
+        "patch_size": plan.patch_size,
+        "batch_size": plan.batch_size,
+        "num_stages": plan.num_stages,
+        "overridden": plan.overridden,
+    });
+    println!("{summary}");
+}
+
+/// The plan's summary as aligned text on stdout.
+fn print_text(plan: &Plan, path: &Path) {
     let norm: Vec<String> = plan
         .channel_names
         .iter()
         .zip(&plan.normalization)
         .map(|(c, n)| format!("{c}: {}", n.name()))
         .collect();
-    if args.json {
-        let summary = serde_json::json!({
-            "plan": path,
-            "dataset": plan.dataset,
-            "cases": plan.num_cases,
-            "dims": plan.dims,
-            "median_shape": plan.median_shape,
-            "median_spacing": plan.median_spacing,
-            "target_spacing": plan.target_spacing,
-            "median_resampled_shape": plan.median_resampled_shape,
-            "normalization": plan.normalization,
-            "patch_size": plan.patch_size,
-            "batch_size": plan.batch_size,
-            "num_stages": plan.num_stages,
-            "overridden": plan.overridden,
-        });
-        println!("{summary}");
-    } else {
-        let f3 = |v: [f64; 3], p: usize| format!("{:.p$} x {:.p$} x {:.p$}", v[0], v[1], v[2]);
-        let u3 = |v: [usize; 3]| format!("{} x {} x {}", v[0], v[1], v[2]);
-        println!(
-            "dataset        {} ({} cases, {}D plan)",
-            plan.dataset, plan.num_cases, plan.dims
-        );
-        println!(
-            "median shape   {} voxels (after cropping)",
-            f3(plan.median_shape, 0)
-        );
-        println!("median spacing {} mm", f3(plan.median_spacing, 3));
-        println!("target spacing {} mm", f3(plan.target_spacing, 3));
-        println!(
-            "resampled      {} voxels (median)",
-            f3(plan.median_resampled_shape, 0)
-        );
-        println!("normalization  {}", norm.join(", "));
-        println!(
-            "patch size     {} voxels, batch size {}, {} stages",
-            u3(plan.patch_size),
-            plan.batch_size,
-            plan.num_stages
-        );
-        if !plan.overridden.is_empty() {
-            println!("from config    {}", plan.overridden.join(", "));
-        }
-        println!("wrote {}", path.display());
+    let f3 = |v: [f64; 3], p: usize| format!("{:.p$} x {:.p$} x {:.p$}", v[0], v[1], v[2]);
+    let u3 = |v: [usize; 3]| format!("{} x {} x {}", v[0], v[1], v[2]);
+    println!(
+        "dataset        {} ({} cases, {}D plan)",
+        plan.dataset, plan.num_cases, plan.dims
+    );
+    println!(
+        "median shape   {} voxels (after cropping)",
+        f3(plan.median_shape, 0)
+    );
+    println!("median spacing {} mm", f3(plan.median_spacing, 3));
+    println!("target spacing {} mm", f3(plan.target_spacing, 3));
+    println!(
+        "resampled      {} voxels (median)",
+        f3(plan.median_resampled_shape, 0)
+    );
+    println!("normalization  {}", norm.join(", "));
+    println!(
+        "patch size     {} voxels, batch size {}, {} stages",
+        u3(plan.patch_size),
+        plan.batch_size,
+        plan.num_stages
+    );
+    if !plan.overridden.is_empty() {
+        println!("from config    {}", plan.overridden.join(", "));
     }
-    Ok(())
+    println!("wrote {}", path.display());
 }

@@ -100,10 +100,11 @@ pub fn collect_cases(input: &Path, channels: usize) -> Result<BTreeMap<String, V
 
 /// `CASE_0003` -> (`CASE`, Some(3)); anything else -> (name, None).
 fn split_channel(name: &str) -> (String, Option<usize>) {
-    if let Some((case, ch)) = name.rsplit_once('_') {
-        if ch.len() == 4 && ch.bytes().all(|b| b.is_ascii_digit()) {
-            return (case.to_string(), ch.parse().ok());
-        }
+    if let Some((case, ch)) = name.rsplit_once('_')
+        && ch.len() == 4
+        && ch.bytes().all(|b| b.is_ascii_digit())
+    {
+        return (case.to_string(), ch.parse().ok());
     }
     (name.to_string(), None)
 }
