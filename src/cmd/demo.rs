@@ -13,9 +13,9 @@ const DEMO_CONFIG: &str = include_str!("../../configs/demo-3d.toml");
 
 /// The whole pipeline on synthetic data: synth -> train -> predict -> evaluate.
 ///
-/// Creates data/demo (when missing), trains
-/// configs/demo-3d.toml, predicts the held-out cases, evaluates them, and prints Dice and HD95
-/// per label with the paths of everything written (run, predictions, report, overlay PNG).
+/// Creates data/demo (when missing), trains configs/demo-3d.toml, predicts the held-out cases,
+/// evaluates them, and prints Dice and HD95 per label with the paths of everything written
+/// (run, predictions, report, overlay PNG).
 #[derive(clap::Args, Debug, Clone)]
 pub struct DemoArgs {
     /// Experiment config (default: configs/demo-3d.toml, or the copy built into medseg).
@@ -48,18 +48,17 @@ fn stage(n: usize, what: &str) {
 pub fn run(args: &DemoArgs) -> Result<()> {
     args.threads.apply()?;
     let t0 = Instant::now();
-    let set = &args.set;
     let cfg = match &args.config {
-        Some(p) => ExperimentConfig::load(p, set)?,
+        Some(p) => ExperimentConfig::load(p, &args.set)?,
         None => {
             let p = Path::new("configs/demo-3d.toml");
             if p.is_file() {
-                ExperimentConfig::load(p, set)?
+                ExperimentConfig::load(p, &args.set)?
             } else {
                 let base = std::env::current_dir()?.join("configs");
                 ExperimentConfig::from_toml_str(
                     DEMO_CONFIG,
-                    set,
+                    &args.set,
                     Path::new("<built-in demo-3d.toml>"),
                     base,
                 )?
