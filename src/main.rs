@@ -7,7 +7,6 @@ mod cmd;
 mod progress;
 
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Medical image segmentation: NIfTI volumes in, a UNet trained with burn, predictions out as
@@ -30,48 +29,25 @@ const GETTING_STARTED: &str = "\
 Getting started:
   medseg demo                                  synthetic data -> train -> predict -> evaluate
 Step by step:
-  medseg synth --out data/demo
+  medseg synth --output data/demo
   medseg plan --config configs/demo-3d.toml
   medseg train --config configs/demo-3d.toml
   medseg predict --model runs/demo-3d --input data/demo/imagesTs --output preds
-  medseg evaluate --pred preds --gt data/demo/labelsTs --out report
-Every config key: configs/README.md";
+  medseg evaluate --pred preds --gt data/demo/labelsTs --output report
+Every command takes --help. Every config key: configs/README.md";
 
+/// The commands, in pipeline order. Each one's help (the one-line summary in `medseg --help`,
+/// the rest in `medseg COMMAND --help`) is the doc comment of its `Args` struct in `cmd/`.
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Write a synthetic dataset (MSD / nnU-Net v2 layout) to train and test on.
     Synth(cmd::synth::SynthArgs),
-    /// Show a NIfTI file's header, geometry and statistics, or (with --config) the network a
-    /// config describes.
-    Inspect(InspectArgs),
-    /// Check a dataset, compute its fingerprint and plan, write plan.json.
+    Inspect(cmd::inspect::InspectArgs),
     Plan(cmd::plan::PlanArgs),
-    /// Train a UNet from an experiment config into a run directory.
     Train(cmd::train::TrainArgs),
-    /// Segment NIfTI volumes with trained run directories.
     Predict(cmd::predict::PredictArgs),
-    /// Evaluate predicted label maps against ground truth (Dice, HD95, NSD, AUC, ...).
     Evaluate(cmd::evaluate::EvaluateArgs),
-    /// The whole pipeline on synthetic data: synth -> train -> predict -> evaluate.
     Demo(cmd::demo::DemoArgs),
-    /// Measure speed (e.g. `medseg bench train-step`).
-    Bench(cmd::model::BenchArgs),
-}
-
-#[derive(clap::Args, Debug)]
-#[command(group(clap::ArgGroup::new("what").required(true).args(["file", "config"])))]
-struct InspectArgs {
-    /// A NIfTI file (.nii, .nii.gz, .hdr).
-    file: Option<PathBuf>,
-    /// An experiment config: show the network's layer shapes, parameters and memory.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Override a config key (with --config), e.g. --set train.patch_size=[96,96,96].
-    #[arg(long = "set", value_name = "SECTION.KEY=VALUE", requires = "config")]
-    set: Vec<String>,
-    /// Print one JSON object instead of a table.
-    #[arg(long)]
-    json: bool,
+    Bench(cmd::bench::BenchArgs),
 }
 
 /// `MEDSEG_CONV=burn` runs burn's own ops instead of medseg's CPU kernels (for comparison and
@@ -102,21 +78,13 @@ fn main() -> ExitCode {
     };
     let result = match &cli.command {
         Command::Synth(a) => cmd::synth::run(a),
-        Command::Inspect(a) => match (&a.file, &a.config) {
-            (Some(f), _) => cmd::inspect::run_file(f, a.json),
-            (None, Some(c)) => cmd::model::run_inspect_config(&cmd::model::InspectConfigArgs {
-                config: c.clone(),
-                set: a.set.clone(),
-                json: a.json,
-            }),
-            (None, None) => unreachable!("clap requires FILE or --config"),
-        },
+        Command::Inspect(a) => cmd::inspect::run(a),
         Command::Plan(a) => cmd::plan::run(a),
         Command::Train(a) => cmd::train::run(a),
         Command::Predict(a) => cmd::predict::run(a),
         Command::Evaluate(a) => cmd::evaluate::run(a),
         Command::Demo(a) => cmd::demo::run(a),
-        Command::Bench(a) => cmd::model::run_bench(a),
+        Command::Bench(a) => cmd::bench::run_bench(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -195,7 +195,7 @@ fn grid_mismatch_names_the_case() {
 }
 
 #[test]
-fn out_dir_gets_every_report_file() {
+fn output_dir_gets_every_report_file() {
     let tmp = tempfile::tempdir().unwrap();
     let out_dir = tmp.path().join("report");
     let out = medseg()
@@ -205,7 +205,7 @@ fn out_dir_gets_every_report_file() {
         .arg(fixture("gt"))
         .arg("--prob")
         .arg(fixture("prob"))
-        .arg("--out")
+        .arg("--output")
         .arg(&out_dir)
         .output()
         .unwrap();

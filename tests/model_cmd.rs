@@ -1,9 +1,35 @@
 //! `medseg inspect --config` and `medseg bench train-step` through the binary.
 
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 fn medseg() -> Command {
     Command::new(env!("CARGO_BIN_EXE_medseg"))
+}
+
+/// A config whose dataset does not exist (so `[model]` or the defaults give the channels).
+fn write_config(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, format!("[data]\ndataset = \"nowhere\"\n{body}")).unwrap();
+    p
+}
+
+/// `medseg inspect --config CFG` plus `extra`.
+fn inspect_config(cfg: &Path, extra: &[&str]) -> Output {
+    medseg()
+        .args(["inspect", "--config"])
+        .arg(cfg)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -49,6 +75,64 @@ fn inspect_config_json_and_invalid_patch() {
 }
 
 #[test]
+fn inspect_config_3d_gates_transformer_and_default_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = write_config(
+        dir.path(),
+        "small.toml",
+        "[model]\ndims = 3\nfeatures = [4, 8, 16]\nattention_gates = true\nbottleneck = \"transformer\"\nheads = 2\nin_channels = 1\nnum_classes = 3\n[train]\npatch_size = [16, 16, 16]\nbatch_size = 2\n",
+    );
+    let out = inspect_config(&small, &["--json"]);
+    assert_success(&out);
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
+    assert_eq!(v["outputs"][0], serde_json::json!([3, 16, 16, 16]));
+    let out = inspect_config(&small, &["--set", "train.patch_size=[16, 18, 16]"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("patch 18 is not divisible by 4 at stage 2; nearest valid sizes: 16 or 20"),
+        "{err}"
+    );
+
+    // The default network (5 stages, 32..320) at a 3D patch, as a table.
+    let default = write_config(
+        dir.path(),
+        "default.toml",
+        "[train]\npatch_size = [96, 160, 160]\n",
+    );
+    let out = inspect_config(&default, &[]);
+    assert_success(&out);
+    assert!(!out.stdout.is_empty());
+    let out = inspect_config(&default, &["--set", "train.patch_size=[96,100,160]"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("patch 100 is not divisible by 16 at stage 4; nearest valid sizes: 96 or 112"),
+        "{err}"
+    );
+
+    let unknown = write_config(dir.path(), "unknown.toml", "[model]\nfeaturez = [4]\n");
+    let out = inspect_config(&unknown, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("featurez"));
+}
+
+#[test]
+fn inspect_needs_exactly_one_of_file_and_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path(), "c.toml", "");
+    for args in [
+        vec!["inspect"],
+        vec!["inspect", "--set", "train.epochs=1"],
+        vec!["inspect", "x.nii.gz", "--config", cfg.to_str().unwrap()],
+    ] {
+        let out = medseg().args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?} is a usage error");
+    }
+}
+
+#[test]
 fn bench_train_step_json() {
     let out = medseg()
         .args([
@@ -82,15 +166,59 @@ fn bench_train_step_json() {
 }
 
 #[test]
-fn bench_unknown_or_unbuilt_device_is_a_one_line_error() {
-    for (device, says) in [("tpu", "unknown device"), ("tch", "LibTorch")] {
-        let out = medseg()
-            .args(["bench", "train-step", "--device", device])
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(1), "--device {device}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(says), "--device {device}: {err}");
-        assert_eq!(err.trim().lines().count(), 1, "--device {device}: {err}");
-    }
+fn bench_residual_deep_supervision_and_invalid_patch() {
+    let tiny = [
+        "bench",
+        "train-step",
+        "--dims",
+        "2",
+        "--batch",
+        "1",
+        "--features",
+        "4,8",
+        "--steps",
+        "1",
+        "--json",
+    ];
+    let out = medseg()
+        .args(tiny)
+        .args([
+            "--patch",
+            "16",
+            "--variant",
+            "residual",
+            "--deep-supervision",
+        ])
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("one JSON object on stdout");
+    assert!(v["train_step_ms"].as_f64().unwrap() > 0.0, "{v}");
+    let out = medseg()
+        .args(tiny)
+        .args(["--patch", "15"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "patch 15 is not divisible by 2");
+}
+
+#[test]
+fn unknown_device_is_a_usage_error_and_libtorch_says_why() {
+    let out = medseg()
+        .args(["bench", "train-step", "--device", "tpu"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("tpu") && err.contains("flex, wgpu"), "{err}");
+
+    let out = medseg()
+        .args(["bench", "train-step", "--device", "tch"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("LibTorch"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
 }

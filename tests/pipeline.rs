@@ -102,7 +102,7 @@ fn synth_dataset(
     );
     ok(&[
         "synth",
-        "--out",
+        "--output",
         data.to_str().unwrap(),
         "--cases",
         &c,
@@ -211,9 +211,14 @@ fn synth_train_resume_predict_evaluate() {
         );
     }
     assert!(!preds2.join("probabilities").exists());
-    // --resume skips what exists.
-    let out = predict(&full, &data, &preds, &["--resume"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("2 skipped"));
+    // --skip-existing skips what exists; --resume is its hidden old spelling.
+    for flag in ["--skip-existing", "--resume"] {
+        let out = predict(&full, &data, &preds, &[flag]);
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("2 skipped"),
+            "{flag}"
+        );
+    }
 
     // Evaluate through the binary.
     let json = ok(&[

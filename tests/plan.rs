@@ -11,7 +11,7 @@ fn plan_writes_plan_json_and_prints_one_json_object() {
     let tmp = tempfile::tempdir().unwrap();
     let ds = tmp.path().join("ds");
     let st = medseg()
-        .args(["synth", "--out"])
+        .args(["synth", "--output"])
         .arg(&ds)
         .args(["--cases", "4", "--test-cases", "0", "--size", "32"])
         .status()

@@ -1,5 +1,6 @@
 //! `medseg demo`: the whole pipeline on synthetic data — synth, train, predict, evaluate.
 
+use super::args::{DeviceArgs, SET_HELP, SET_VALUE_NAME, ThreadArgs};
 use anyhow::{Context, Result};
 use medseg_config::ExperimentConfig;
 use medseg_eval::{EvalOptions, MissingPolicy, evaluate_cases, find_cases};
@@ -10,32 +11,34 @@ use std::time::Instant;
 
 const DEMO_CONFIG: &str = include_str!("../../configs/demo-3d.toml");
 
-/// Run the whole pipeline on synthetic data: create data/demo (when missing), train
-/// configs/demo-3d.toml, predict the held-out cases, evaluate them, and print Dice and HD95
-/// per label with the paths of everything written (run, predictions, report, overlay PNG).
+/// The whole pipeline on synthetic data: synth -> train -> predict -> evaluate.
+///
+/// Creates data/demo (when missing), trains configs/demo-3d.toml, predicts the held-out cases,
+/// evaluates them, and prints Dice and HD95 per label with the paths of everything written
+/// (run, predictions, report, overlay PNG).
 #[derive(clap::Args, Debug, Clone)]
 pub struct DemoArgs {
     /// Experiment config (default: configs/demo-3d.toml, or the copy built into medseg).
-    #[arg(long)]
+    #[arg(long, value_name = "CONFIG.toml")]
     pub config: Option<PathBuf>,
-    /// Override a config key, e.g. --set train.epochs=3 (repeatable).
-    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
+    #[arg(long = "set", value_name = SET_VALUE_NAME, help = SET_HELP)]
     pub set: Vec<String>,
     /// Training cases of the synthetic dataset (when it is created).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_name = "N")]
     pub cases: usize,
     /// Held-out cases of the synthetic dataset (when it is created).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_name = "N")]
     pub test_cases: usize,
     /// In-plane size of the synthetic volumes in voxels (96 mm field of view).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_name = "VOXELS")]
     pub size: u16,
     /// Retrain even when the run directory already holds a finished run.
     #[arg(long)]
     pub fresh: bool,
-    /// Compute device: flex (CPU) or wgpu.
-    #[arg(long, default_value = "flex")]
-    pub device: String,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    #[command(flatten)]
+    pub threads: ThreadArgs,
 }
 
 fn stage(n: usize, what: &str) {
@@ -43,6 +46,7 @@ fn stage(n: usize, what: &str) {
 }
 
 pub fn run(args: &DemoArgs) -> Result<()> {
+    args.threads.apply()?;
     let t0 = Instant::now();
     let cfg = match &args.config {
         Some(p) => ExperimentConfig::load(p, &args.set)?,
@@ -108,7 +112,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         let s = super::train::run_with(
             &cfg,
             resume,
-            &args.device,
+            args.device.device,
             super::train::install_interrupt(),
         )?;
         super::train::print_summary(&s);
@@ -126,9 +130,10 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         probabilities: true,
         no_tta: false,
         overlap: None,
-        resume: false,
+        skip_existing: false,
         shard: None,
         device: args.device.clone(),
+        threads: ThreadArgs::default(),
     };
     let t_pred = Instant::now();
     let report = super::predict::run_with(&pa)?;

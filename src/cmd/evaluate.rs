@@ -1,6 +1,7 @@
 //! `medseg evaluate`: segmentation and classification metrics of predictions against ground
 //! truths, with a JSON, CSV, Markdown and PNG report.
 
+use super::args::ThreadArgs;
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use medseg_eval::cases::{discover_labels, read_label_names};
@@ -9,10 +10,10 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-/// Evaluate predicted label maps against ground truth: Dice, IoU, precision/recall, volumes,
-/// HD/HD95/ASSD/MASD/NSD in mm, voxel ROC AUC and case-level classification.
+/// Evaluate predicted label maps against ground truth (Dice, HD95, NSD, AUC, ...).
 ///
-/// Cases are matched by file name without `.nii`/`.nii.gz`. Conventions (surfaces, HD95,
+/// Metrics: Dice, IoU, precision/recall, volumes, HD/HD95/ASSD/MASD/NSD in mm, voxel ROC AUC
+/// and case-level classification. Cases are matched by file name without `.nii`/`.nii.gz`. Conventions (surfaces, HD95,
 /// empty masks) are those of MONAI and are listed in the report's `conventions`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct EvaluateArgs {
@@ -35,9 +36,9 @@ pub struct EvaluateArgs {
     /// e.g. `--nsd-tolerance 2 --nsd-tolerance 3=0.5`.
     #[arg(long, value_name = "MM|LABEL=MM")]
     pub nsd_tolerance: Vec<String>,
-    /// What to do with a ground truth that has no prediction: `error` (default) or `worst`
-    /// (score it as an empty prediction; the report counts such cases).
-    #[arg(long, value_enum, default_value_t = Missing::Error)]
+    /// What to do with a ground truth that has no prediction (the report counts the cases
+    /// scored as `worst`).
+    #[arg(long, value_enum, default_value_t = Missing::Error, value_name = "POLICY")]
     pub missing: Missing,
     /// Largest accepted difference of spacing/origin (mm) and direction cosines between the
     /// grids of prediction and ground truth. Shapes must match exactly.
@@ -47,16 +48,21 @@ pub struct EvaluateArgs {
     #[arg(long)]
     pub no_surface: bool,
     /// Write metrics.csv, summary.json, report.md, boxplots.png (and roc.png) into this folder.
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
+    #[arg(long, short = 'o', alias = "out", value_name = "DIR")]
+    pub output: Option<PathBuf>,
     /// Print the report as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub threads: ThreadArgs,
 }
 
+/// What `--missing` does with a ground truth that has no prediction.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Missing {
+    /// Stop with an error naming the case.
     Error,
+    /// Score the case as an empty prediction.
     Worst,
 }
 
@@ -106,6 +112,7 @@ fn find_dataset_json(gt: &Path) -> Option<PathBuf> {
 
 /// Runs `medseg evaluate`.
 pub fn run(args: &EvaluateArgs) -> Result<()> {
+    args.threads.apply()?;
     let mut opts = EvalOptions {
         surface_metrics: !args.no_surface,
         geometry_tolerance: args.geometry_tolerance,
@@ -159,7 +166,7 @@ pub fn run(args: &EvaluateArgs) -> Result<()> {
             ev.unmatched_predictions.join(", ")
         );
     }
-    if let Some(out) = &args.out {
+    if let Some(out) = &args.output {
         let written = ev.write_report(out)?;
         if !args.json {
             for p in &written {
@@ -171,6 +178,12 @@ pub fn run(args: &EvaluateArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&ev.to_json())?);
         return Ok(());
     }
+    print_summary(&ev, &names);
+    Ok(())
+}
+
+/// The per-label means (Dice, HD95, ASSD, NSD, AUC) as a table on stdout.
+fn print_summary(ev: &medseg_eval::Evaluation, names: &BTreeMap<u16, String>) {
     let f = |v: Option<f64>| v.map_or("–".to_string(), |x| format!("{x:.4}"));
     println!(
         "{} cases ({} missing predictions), labels {:?}",
@@ -196,5 +209,4 @@ pub fn run(args: &EvaluateArgs) -> Result<()> {
             f(m("auc"))
         );
     }
-    Ok(())
 }

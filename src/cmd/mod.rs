@@ -1,9 +1,11 @@
-//! One module per subcommand: clap arguments and a `run` function.
+//! One module per subcommand (clap arguments and a `run` function), and the argument groups
+//! they share.
 
+pub mod args;
+pub mod bench;
 pub mod demo;
 pub mod evaluate;
 pub mod inspect;
-pub mod model;
 pub mod plan;
 pub mod predict;
 pub mod synth;

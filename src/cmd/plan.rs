@@ -1,26 +1,24 @@
 //! `medseg plan`: dataset integrity check, fingerprint and plan (`plan.json`).
 
+use super::args::{ConfigArgs, ThreadArgs};
 use anyhow::{Context, Result, bail};
-use medseg_config::ExperimentConfig;
 use medseg_preprocess::{FingerprintOptions, Plan, PlanOptions, fingerprint_dataset};
 use medseg_volume::dataset::Dataset;
-use std::path::PathBuf;
+use std::path::Path;
 
-/// Check the dataset named in the config, compute its fingerprint (shapes, spacings, nonzero
+/// Check a dataset, compute its fingerprint and plan, write plan.json.
+///
+/// Checks the dataset named in the config, computes its fingerprint (shapes, spacings, nonzero
 /// boxes, foreground intensity statistics, label volumes) and the plan (target spacing,
 /// normalization per channel, patch and batch size, network stages) by nnU-Net's rules, and
-/// write it as `plan.json` into the config's output folder (`[train] output`).
+/// writes it as `plan.json` into the config's output folder (`[train] output`).
 ///
 /// Every choice can be overridden in the config (`[preprocess] spacing`, `normalization`,
 /// `[train] patch_size`, `batch_size`, ...) or with `--set`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct PlanArgs {
-    /// Experiment config (TOML).
-    #[arg(long)]
-    pub config: PathBuf,
-    /// Override a config key, e.g. --set preprocess.spacing=[1.0,1.0,2.5] (repeatable).
-    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
-    pub set: Vec<String>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
     /// Largest accepted difference of spacing/origin (mm) and direction cosines between a
     /// case's channels and its label map.
     #[arg(long, default_value_t = 1e-3, value_name = "TOL")]
@@ -28,11 +26,13 @@ pub struct PlanArgs {
     /// Print one JSON object (the summary and the plan's path) instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub threads: ThreadArgs,
 }
 
 pub fn run(args: &PlanArgs) -> Result<()> {
-    let cfg = ExperimentConfig::load(&args.config, &args.set)
-        .with_context(|| format!("loading {}", args.config.display()))?;
+    args.threads.apply()?;
+    let cfg = args.config.load()?;
     let dir = cfg.dataset_dir();
     let dataset =
         Dataset::open(&dir).with_context(|| format!("opening the dataset {}", dir.display()))?;
@@ -85,57 +85,67 @@ pub fn run(args: &PlanArgs) -> Result<()> {
     let path = out_dir.join("plan.json");
     plan.save(&path)?;
 
+    if args.json {
+        print_json(&plan, &path);
+    } else {
+        print_text(&plan, &path);
+    }
+    Ok(())
+}
+
+/// The plan's summary and path as one JSON object on stdout (`--json`).
+fn print_json(plan: &Plan, path: &Path) {
+    let summary = serde_json::json!({
+        "plan": path,
+        "dataset": plan.dataset,
+        "cases": plan.num_cases,
+        "dims": plan.dims,
+        "median_shape": plan.median_shape,
+        "median_spacing": plan.median_spacing,
+        "target_spacing": plan.target_spacing,
+        "median_resampled_shape": plan.median_resampled_shape,
+        "normalization": plan.normalization,
+        "patch_size": plan.patch_size,
+        "batch_size": plan.batch_size,
+        "num_stages": plan.num_stages,
+        "overridden": plan.overridden,
+    });
+    println!("{summary}");
+}
+
+/// The plan's summary as aligned text on stdout.
+fn print_text(plan: &Plan, path: &Path) {
     let norm: Vec<String> = plan
         .channel_names
         .iter()
         .zip(&plan.normalization)
         .map(|(c, n)| format!("{c}: {}", n.name()))
         .collect();
-    if args.json {
-        let summary = serde_json::json!({
-            "plan": path,
-            "dataset": plan.dataset,
-            "cases": plan.num_cases,
-            "dims": plan.dims,
-            "median_shape": plan.median_shape,
-            "median_spacing": plan.median_spacing,
-            "target_spacing": plan.target_spacing,
-            "median_resampled_shape": plan.median_resampled_shape,
-            "normalization": plan.normalization,
-            "patch_size": plan.patch_size,
-            "batch_size": plan.batch_size,
-            "num_stages": plan.num_stages,
-            "overridden": plan.overridden,
-        });
-        println!("{summary}");
-    } else {
-        let f3 = |v: [f64; 3], p: usize| format!("{:.p$} x {:.p$} x {:.p$}", v[0], v[1], v[2]);
-        let u3 = |v: [usize; 3]| format!("{} x {} x {}", v[0], v[1], v[2]);
-        println!(
-            "dataset        {} ({} cases, {}D plan)",
-            plan.dataset, plan.num_cases, plan.dims
-        );
-        println!(
-            "median shape   {} voxels (after cropping)",
-            f3(plan.median_shape, 0)
-        );
-        println!("median spacing {} mm", f3(plan.median_spacing, 3));
-        println!("target spacing {} mm", f3(plan.target_spacing, 3));
-        println!(
-            "resampled      {} voxels (median)",
-            f3(plan.median_resampled_shape, 0)
-        );
-        println!("normalization  {}", norm.join(", "));
-        println!(
-            "patch size     {} voxels, batch size {}, {} stages",
-            u3(plan.patch_size),
-            plan.batch_size,
-            plan.num_stages
-        );
-        if !plan.overridden.is_empty() {
-            println!("from config    {}", plan.overridden.join(", "));
-        }
-        println!("wrote {}", path.display());
+    let f3 = |v: [f64; 3], p: usize| format!("{:.p$} x {:.p$} x {:.p$}", v[0], v[1], v[2]);
+    let u3 = |v: [usize; 3]| format!("{} x {} x {}", v[0], v[1], v[2]);
+    println!(
+        "dataset        {} ({} cases, {}D plan)",
+        plan.dataset, plan.num_cases, plan.dims
+    );
+    println!(
+        "median shape   {} voxels (after cropping)",
+        f3(plan.median_shape, 0)
+    );
+    println!("median spacing {} mm", f3(plan.median_spacing, 3));
+    println!("target spacing {} mm", f3(plan.target_spacing, 3));
+    println!(
+        "resampled      {} voxels (median)",
+        f3(plan.median_resampled_shape, 0)
+    );
+    println!("normalization  {}", norm.join(", "));
+    println!(
+        "patch size     {} voxels, batch size {}, {} stages",
+        u3(plan.patch_size),
+        plan.batch_size,
+        plan.num_stages
+    );
+    if !plan.overridden.is_empty() {
+        println!("from config    {}", plan.overridden.join(", "));
     }
-    Ok(())
+    println!("wrote {}", path.display());
 }

@@ -1,13 +1,15 @@
 //! `medseg predict`: segment NIfTI volumes with one or more trained runs.
 
+use super::args::{DeviceArgs, ThreadArgs};
 use anyhow::{Context, Result, bail};
 use medseg_infer::{Predictor, RunDir, select_device, write_prediction};
 use medseg_volume::{MultiChannel, WriteOptions, read_channels, read_header, write_channels};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Segment NIfTI volumes with a trained run directory (several --model runs are ensembled).
+/// Segment NIfTI volumes with trained run directories.
 ///
+/// Several --model runs (folds of one experiment) are ensembled by averaging probabilities.
 /// Applies the run's plan (orientation, crop, resampling, normalization), runs the Gaussian
 /// sliding window with mirroring TTA, maps probabilities back onto each input's grid, takes
 /// the argmax and applies the run's postprocessing. Each output CASE.nii.gz has the input's
@@ -16,19 +18,19 @@ use std::path::{Path, PathBuf};
 ///
 /// Cluster recipe: `--shard I/N` processes the I-th of N slices of the sorted case list, so a
 /// Slurm array job runs `medseg predict ... --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT`
-/// with no coordination; add `--resume` to skip cases already written.
+/// with no coordination; add `--skip-existing` to skip cases already written.
 #[derive(clap::Args, Debug, Clone)]
 pub struct PredictArgs {
     /// Run directory from `medseg train` (repeat to ensemble folds).
-    #[arg(long = "model", required = true)]
+    #[arg(long = "model", required = true, value_name = "RUN_DIR")]
     pub models: Vec<PathBuf>,
     /// A NIfTI file, or a folder of them (nnU-Net channel naming: CASE_0000.nii.gz, ...).
-    #[arg(long)]
+    #[arg(long, value_name = "FILE|DIR")]
     pub input: PathBuf,
-    /// Output folder (created). Inputs are never written.
-    #[arg(long)]
+    /// Output folder (created) for CASE.nii.gz. Inputs are never written.
+    #[arg(long, short = 'o', alias = "out", value_name = "DIR")]
     pub output: PathBuf,
-    /// Also write float32 per-class probabilities to OUTPUT/probabilities/CASE.nii.gz (4D,
+    /// Also write float32 per-class probabilities to DIR/probabilities/CASE.nii.gz (4D,
     /// background first: the layout `medseg evaluate --prob` reads).
     #[arg(long)]
     pub probabilities: bool,
@@ -36,17 +38,19 @@ pub struct PredictArgs {
     #[arg(long)]
     pub no_tta: bool,
     /// Sliding-window overlap in [0, 1) (default: the run's, 0.5).
-    #[arg(long)]
+    #[arg(long, value_name = "FRACTION")]
     pub overlap: Option<f64>,
-    /// Skip cases whose output already exists.
-    #[arg(long)]
-    pub resume: bool,
+    /// Skip cases whose output already exists (to finish an interrupted or sharded job).
+    // `--resume` was this option's first name; `medseg train --resume` continues a run.
+    #[arg(long, alias = "resume")]
+    pub skip_existing: bool,
     /// Process only shard I of N (1-based, e.g. 2/8) of the sorted case list.
     #[arg(long, value_name = "I/N")]
     pub shard: Option<String>,
-    /// Compute device: flex (CPU) or wgpu (GPU; needs the `wgpu` cargo feature).
-    #[arg(long, default_value = "flex")]
-    pub device: String,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    #[command(flatten)]
+    pub threads: ThreadArgs,
 }
 
 /// Cases of an input path: name -> channel files in channel order.
@@ -96,10 +100,11 @@ pub fn collect_cases(input: &Path, channels: usize) -> Result<BTreeMap<String, V
 
 /// `CASE_0003` -> (`CASE`, Some(3)); anything else -> (name, None).
 fn split_channel(name: &str) -> (String, Option<usize>) {
-    if let Some((case, ch)) = name.rsplit_once('_') {
-        if ch.len() == 4 && ch.bytes().all(|b| b.is_ascii_digit()) {
-            return (case.to_string(), ch.parse().ok());
-        }
+    if let Some((case, ch)) = name.rsplit_once('_')
+        && ch.len() == 4
+        && ch.bytes().all(|b| b.is_ascii_digit())
+    {
+        return (case.to_string(), ch.parse().ok());
     }
     (name.to_string(), None)
 }
@@ -130,7 +135,7 @@ pub fn run_with(args: &PredictArgs) -> Result<PredictReport> {
         .iter()
         .map(|m| RunDir::open(m))
         .collect::<Result<_, _>>()?;
-    let device = select_device(&args.device)?;
+    let device = select_device(args.device.device.name())?;
     let mut inference = runs[0].config.inference.clone();
     if args.no_tta {
         inference.tta = false;
@@ -159,7 +164,7 @@ pub fn run_with(args: &PredictArgs) -> Result<PredictReport> {
     };
     for (case, files) in &list {
         let out = args.output.join(format!("{case}.nii.gz"));
-        if args.resume && out.is_file() {
+        if args.skip_existing && out.is_file() {
             report.skipped += 1;
             bar.inc(1);
             continue;
@@ -207,6 +212,7 @@ pub fn run_with(args: &PredictArgs) -> Result<PredictReport> {
 }
 
 pub fn run(args: &PredictArgs) -> Result<()> {
+    args.threads.apply()?;
     let r = run_with(args)?;
     eprintln!(
         "wrote {} prediction(s) to {}{}",

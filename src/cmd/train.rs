@@ -1,14 +1,14 @@
 //! `medseg train`: a config in, a trained run directory out.
 
-use anyhow::{Context, Result};
+use super::args::{ConfigArgs, Device, DeviceArgs, ThreadArgs};
+use anyhow::Result;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use medseg_config::ExperimentConfig;
 use medseg_train::{EpochRecord, TrainObserver, TrainOptions, TrainSummary};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Train a UNet from an experiment config (see configs/README.md for every key).
+/// Train a UNet from an experiment config into a run directory.
 ///
 /// Plans the dataset (or reuses RUN/plan.json), preprocesses each case once into RUN/cache,
 /// trains with background data loading, validates on whole volumes every
@@ -16,20 +16,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// writes a self-contained run directory: config.toml, plan.json, splits.json, network.json,
 /// checkpoint_best.bpk / checkpoint_last.bpk, model.safetensors, train_log.csv, curves.png,
 /// summary.json. Ctrl-C saves checkpoint_last.bpk; `--resume` continues from it.
+///
+/// `--threads` sizes the compute pool; the data-loading workers are the config's
+/// `[train] threads`. Every config key: configs/README.md.
 #[derive(clap::Args, Debug, Clone)]
 pub struct TrainArgs {
-    /// Experiment config (TOML).
-    #[arg(long)]
-    pub config: PathBuf,
-    /// Override a config key, e.g. --set train.epochs=50 (repeatable).
-    #[arg(long = "set", value_name = "SECTION.KEY=VALUE")]
-    pub set: Vec<String>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
     /// Continue an interrupted run from its last checkpoint (weights, optimizer, epoch, schedule).
     #[arg(long)]
     pub resume: bool,
-    /// Compute device: flex (CPU) or wgpu (GPU; needs the `wgpu` cargo feature).
-    #[arg(long, default_value = "flex")]
-    pub device: String,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    #[command(flatten)]
+    pub threads: ThreadArgs,
 }
 
 /// Bars on a terminal, one log line per epoch otherwise.
@@ -209,13 +209,13 @@ pub fn label_names_of(cfg: &ExperimentConfig) -> Vec<(String, String)> {
 pub fn run_with(
     cfg: &ExperimentConfig,
     resume: bool,
-    device: &str,
+    device: Device,
     interrupt: Arc<AtomicBool>,
 ) -> Result<TrainSummary> {
     let mut obs = Observer::new(label_names_of(cfg));
     let opts = TrainOptions {
         resume,
-        device: device.to_string(),
+        device: device.name().to_string(),
         interrupt,
     };
     let result = medseg_train::train(cfg, &opts, &mut obs);
@@ -224,10 +224,10 @@ pub fn run_with(
 }
 
 pub fn run(args: &TrainArgs) -> Result<()> {
-    let cfg = ExperimentConfig::load(&args.config, &args.set)
-        .with_context(|| format!("loading {}", args.config.display()))?;
+    args.threads.apply()?;
+    let cfg = args.config.load()?;
     let interrupt = install_interrupt();
-    let s = run_with(&cfg, args.resume, &args.device, interrupt)?;
+    let s = run_with(&cfg, args.resume, args.device.device, interrupt)?;
     print_summary(&s);
     Ok(())
 }
