@@ -102,6 +102,20 @@ impl ConvNd {
     }
 }
 
+/// `(weight, bias, options)` of a burn transposed-conv module (2D or 3D: the same fields),
+/// weight first as in burn's own `forward` (parameters initialize lazily on first access, so
+/// the order keeps the RNG draws, hence the initial weights).
+macro_rules! transposed_parts {
+    ($c:expr) => {{
+        let c = $c;
+        let weight = c.weight.val();
+        let bias = c.bias.as_ref().map(|b| b.val());
+        let options =
+            ConvTransposeOptions::new(c.stride, c.padding, c.padding_out, c.dilation, c.groups);
+        (weight, bias, options)
+    }};
+}
+
 /// Transposed convolution with kernel = stride (exact inverse of the stage's downsampling).
 #[derive(Module, Debug)]
 pub enum ConvTransposeNd {
@@ -130,26 +144,11 @@ impl ConvTransposeNd {
     pub fn forward(&self, x: Tensor<5>) -> Tensor<5> {
         match self {
             ConvTransposeNd::D3(c) => {
-                let options = ConvTransposeOptions::new(
-                    c.stride,
-                    c.padding,
-                    c.padding_out,
-                    c.dilation,
-                    c.groups,
-                );
-                let weight = c.weight.val();
-                ops::conv_transpose3d(x, weight, c.bias.as_ref().map(|b| b.val()), options)
+                let (weight, bias, options) = transposed_parts!(c);
+                ops::conv_transpose3d(x, weight, bias, options)
             }
             ConvTransposeNd::D2(c) => {
-                let options = ConvTransposeOptions::new(
-                    c.stride,
-                    c.padding,
-                    c.padding_out,
-                    c.dilation,
-                    c.groups,
-                );
-                let weight = c.weight.val();
-                let bias = c.bias.as_ref().map(|b| b.val());
+                let (weight, bias, options) = transposed_parts!(c);
                 as_2d(x, |x| ops::conv_transpose2d(x, weight, bias, options))
             }
         }
