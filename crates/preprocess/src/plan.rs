@@ -288,9 +288,10 @@ impl Plan {
 
     /// Writes `plan.json` (pretty JSON) atomically.
     pub fn save(&self, path: &Path) -> Result<(), PreprocessError> {
-        let text = serde_json::to_string_pretty(self).map_err(|e| PreprocessError::Json {
+        let text = serde_json::to_string_pretty(self).map_err(|source| PreprocessError::Json {
             path: path.to_path_buf(),
-            reason: e.to_string(),
+            what: "cannot serialize the plan",
+            source,
         })?;
         medseg_volume::write_atomically(path, |w| {
             use std::io::Write;
@@ -306,9 +307,10 @@ impl Plan {
             path: path.to_path_buf(),
             source,
         })?;
-        serde_json::from_str(&text).map_err(|e| PreprocessError::Json {
+        serde_json::from_str(&text).map_err(|source| PreprocessError::Json {
             path: path.to_path_buf(),
-            reason: format!("not a medseg plan: {e}"),
+            what: "not a medseg plan",
+            source,
         })
     }
 }

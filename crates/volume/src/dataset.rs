@@ -64,14 +64,16 @@ impl Dataset {
     /// integrity check reports them); a missing or malformed `dataset.json` is.
     pub fn open(dir: &Path) -> Result<Dataset, VolumeError> {
         let json_path = dir.join("dataset.json");
-        let text = std::fs::read_to_string(&json_path).map_err(|e| {
-            ds_err(
-                &json_path,
-                format!("cannot read dataset.json ({e}); a dataset folder needs one (see `medseg synth` for an example)"),
-            )
+        let text =
+            std::fs::read_to_string(&json_path).map_err(|source| VolumeError::NoDatasetJson {
+                path: json_path.clone(),
+                source,
+            })?;
+        let v: Value = serde_json::from_str(&text).map_err(|source| VolumeError::Json {
+            path: json_path.clone(),
+            what: "invalid JSON",
+            source,
         })?;
-        let v: Value = serde_json::from_str(&text)
-            .map_err(|e| ds_err(&json_path, format!("invalid JSON: {e}")))?;
         let name = v
             .get("name")
             .and_then(Value::as_str)

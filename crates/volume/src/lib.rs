@@ -19,7 +19,7 @@ pub mod png;
 pub mod synth;
 mod volume;
 
-pub use error::VolumeError;
+pub use error::{BoxedError, VolumeError};
 pub use geometry::{Geometry, SINGULAR_RATIO, det3, invert3};
 pub use header::{DataType, Header, NiftiFormat};
 pub use nifti_io::{

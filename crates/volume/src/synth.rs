@@ -277,8 +277,11 @@ pub fn write_dataset(
         "file_ending": ".nii.gz",
         "synth": {"dims": cfg.dims, "seed": cfg.seed, "size": cfg.size},
     });
-    let text = serde_json::to_string_pretty(&json).unwrap_or_default();
-    crate::write_atomically(&dir.join("dataset.json"), |w| {
-        std::io::Write::write_all(w, text.as_bytes())
-    })
+    let path = dir.join("dataset.json");
+    let text = serde_json::to_string_pretty(&json).map_err(|source| VolumeError::Json {
+        path: path.clone(),
+        what: "cannot serialize JSON",
+        source,
+    })?;
+    crate::write_atomically(&path, |w| std::io::Write::write_all(w, text.as_bytes()))
 }
