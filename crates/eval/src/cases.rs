@@ -87,17 +87,17 @@ fn list_dir(dir: &Path) -> Result<BTreeMap<String, PathBuf>, EvalError> {
         if !path.is_file() {
             continue;
         }
-        if let Some(name) = case_name(&path) {
-            if let Some(prev) = out.insert(name.clone(), path.clone()) {
-                return Err(EvalError::Input {
-                    path: dir.to_path_buf(),
-                    reason: format!(
-                        "case {name} appears twice ({} and {})",
-                        prev.display(),
-                        path.display()
-                    ),
-                });
-            }
+        if let Some(name) = case_name(&path)
+            && let Some(prev) = out.insert(name.clone(), path.clone())
+        {
+            return Err(EvalError::Input {
+                path: dir.to_path_buf(),
+                reason: format!(
+                    "case {name} appears twice ({} and {})",
+                    prev.display(),
+                    path.display()
+                ),
+            });
         }
     }
     Ok(out)
@@ -357,17 +357,16 @@ pub fn evaluate_cases(
             cases: missing_cases,
         });
     }
-    if list.with_probabilities {
-        if let Some(c) = list
+    if list.with_probabilities
+        && let Some(c) = list
             .cases
             .iter()
             .find(|c| c.pred.is_some() && c.prob.is_none())
-        {
-            return Err(EvalError::Probabilities {
-                case: c.name.clone(),
-                reason: "no probability map CASE.nii[.gz] with this name".into(),
-            });
-        }
+    {
+        return Err(EvalError::Probabilities {
+            case: c.name.clone(),
+            reason: "no probability map CASE.nii[.gz] with this name".into(),
+        });
     }
     let mut cases = list
         .cases

@@ -150,6 +150,9 @@ pub fn evaluate_pair(
     evaluate_case("", pred, gt, None, labels, opts)
 }
 
+/// One label's metrics and, with probabilities, its ROC curve (false, true positive rate).
+type LabelOutcome = (u16, LabelMetrics, Option<Vec<[f64; 2]>>);
+
 /// Metrics of every label in `labels` (present or not) for one case.
 ///
 /// Fails when the shapes differ or the geometries differ by more than
@@ -196,7 +199,7 @@ pub fn evaluate_case(
     let voxel_ml = sp[..axes].iter().product::<f64>() / 1000.0;
 
     let tally = Tally::count(pred.data.view(), gt.data.view(), labels);
-    let per_label: Vec<(u16, LabelMetrics, Option<Vec<[f64; 2]>>)> = labels
+    let per_label: Vec<LabelOutcome> = labels
         .par_iter()
         .enumerate()
         .map(|(n, &label)| {

@@ -119,11 +119,8 @@ impl Dataset {
         } else {
             scan_cases(dir, "imagesTr", "labelsTr", &file_ending, n_channels)
         };
-        if let Some(n) = v.get("numTraining").and_then(Value::as_u64) {
-            if n as usize != cases.len() && !cases.is_empty() {
-                // Not fatal: nnU-Net only warns; the check reports it.
-            }
-        }
+        // `numTraining` is not checked against the files found: nnU-Net only warns on a
+        // mismatch, and the cases are what the folders hold.
         let test_cases = scan_cases(dir, "imagesTs", "labelsTs", &file_ending, n_channels);
         Ok(Dataset {
             root: dir.to_path_buf(),
@@ -333,12 +330,12 @@ fn scan_cases(
     let mut names = BTreeSet::new();
     for e in entries.flatten() {
         let f = e.file_name().to_string_lossy().into_owned();
-        if let Some(stem) = f.strip_suffix(ending) {
-            if let Some((case, ch)) = stem.rsplit_once('_') {
-                if ch.len() == 4 && ch.bytes().all(|b| b.is_ascii_digit()) {
-                    names.insert(case.to_string());
-                }
-            }
+        if let Some(stem) = f.strip_suffix(ending)
+            && let Some((case, ch)) = stem.rsplit_once('_')
+            && ch.len() == 4
+            && ch.bytes().all(|b| b.is_ascii_digit())
+        {
+            names.insert(case.to_string());
         }
     }
     let lab_dir = dir.join(labels);

@@ -136,16 +136,11 @@ impl Geometry {
         let mut out = [(0usize, 1.0f64); 3];
         let mut used_world = [false; 3];
         let mut used_voxel = [false; 3];
+        let free = |used: [bool; 3]| (0..3).filter(move |&a| !used[a]);
         for _ in 0..3 {
             let mut best = (0, 0, -1.0);
-            for c in 0..3 {
-                if used_voxel[c] {
-                    continue;
-                }
-                for r in 0..3 {
-                    if used_world[r] {
-                        continue;
-                    }
+            for c in free(used_voxel) {
+                for r in free(used_world) {
                     let v = self.direction[r][c].abs();
                     if v > best.2 {
                         best = (r, c, v);
@@ -250,8 +245,10 @@ mod tests {
     #[test]
     fn orientation_codes() {
         assert_eq!(Geometry::default().orientation_code(), "RAS");
-        let mut g = Geometry::default();
-        g.direction = [[-1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, 1.0]];
+        let mut g = Geometry {
+            direction: [[-1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, 1.0]],
+            ..Geometry::default()
+        };
         assert_eq!(g.orientation_code(), "LPS");
         g.direction = [[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]];
         assert_eq!(g.orientation_code(), "ASR");

@@ -127,7 +127,7 @@ pub fn read_labels(path: &Path) -> Result<Volume<u16>, VolumeError> {
     if let Some(bad) = v
         .data
         .iter()
-        .find(|&&x| !(x >= 0.0 && x <= 65535.0 && x.fract() == 0.0))
+        .find(|&&x| !((0.0..=65535.0).contains(&x) && x.fract() == 0.0))
     {
         return Err(VolumeError::format(
             path,
@@ -236,16 +236,16 @@ fn read_maybe_gz(path: &Path, limit: Option<u64>) -> Result<(Vec<u8>, u64, bool)
                     .read_to_end(&mut out)
             }
         };
-        if let Err(e) = res {
-            if out.len() < 540 {
-                return Err(VolumeError::decode(
-                    path,
-                    "corrupt gzip stream (the file is damaged or truncated)",
-                    e,
-                ));
-            }
-            // A damaged tail: keep what was decompressed; the size check reports truncation.
+        if let Err(e) = res
+            && out.len() < 540
+        {
+            return Err(VolumeError::decode(
+                path,
+                "corrupt gzip stream (the file is damaged or truncated)",
+                e,
+            ));
         }
+        // A damaged tail: keep what was decompressed; the size check reports truncation.
         Ok((out, disk_len, true))
     } else {
         Ok((raw, disk_len, false))
