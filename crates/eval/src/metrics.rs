@@ -1,7 +1,7 @@
 //! Per-case, per-label metrics of one (prediction, ground truth) pair of label maps.
 //!
-//! Conventions (DESIGN.md, `tests/fixtures/metrics/README.md`), per label `l` with
-//! `P = pred == l`, `G = gt == l`:
+//! Conventions (the reference values behind them: `tests/fixtures/metrics/README.md` at the
+//! repository root), per label `l` with `P = pred == l`, `G = gt == l`:
 //! * counts over all voxels; `dice = f1 = 2tp/(2tp+fp+fn)`, `iou = tp/(tp+fp+fn)`,
 //!   `precision = tp/(tp+fp)`, `recall = sensitivity = tp/(tp+fn)`, `specificity = tn/(tn+fp)`,
 //!   `accuracy = (tp+tn)/N` (with `prevalence = (tp+fn)/N` beside it); a zero denominator gives
