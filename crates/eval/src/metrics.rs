@@ -13,7 +13,7 @@
 //!   exactly one empty: dice = iou = nsd = 0 and every distance = the image diagonal in mm (over 2
 //!   axes for a 2D image). [`LabelMetrics::empty`] records which rule applied.
 
-use crate::distances::surface_distances;
+use crate::distances::{EMPTY_BBOX, include_voxel, surface_distances};
 use crate::error::EvalError;
 use crate::roc::{AucUndefined, roc};
 use medseg_volume::Volume;
@@ -451,7 +451,7 @@ impl Tally {
         Self {
             n,
             matrix: vec![0; n * n],
-            bboxes: vec![[usize::MAX, 0, usize::MAX, 0, usize::MAX, 0]; n],
+            bboxes: vec![EMPTY_BBOX; n],
         }
     }
 
@@ -486,13 +486,7 @@ impl Tally {
                         t.matrix[a * n + b] += 1;
                         for x in [a, b] {
                             if x > 0 {
-                                let bb = &mut t.bboxes[x];
-                                bb[0] = bb[0].min(k);
-                                bb[1] = bb[1].max(k + 1);
-                                bb[2] = bb[2].min(j);
-                                bb[3] = bb[3].max(j + 1);
-                                bb[4] = bb[4].min(i);
-                                bb[5] = bb[5].max(i + 1);
+                                include_voxel(&mut t.bboxes[x], k, j, i);
                             }
                         }
                     });

@@ -317,15 +317,7 @@ impl Plan {
 
 fn auto_spacing(fp: &DatasetFingerprint, threshold: f64) -> [f64; 3] {
     let mut t = fp.median_spacing;
-    let (mut lo, mut hi) = (0, 0);
-    for a in 1..3 {
-        if t[a] < t[lo] {
-            lo = a;
-        }
-        if t[a] > t[hi] {
-            hi = a;
-        }
-    }
+    let (lo, hi) = crate::resample::finest_and_coarsest_axis(t);
     if t[hi] > threshold * t[lo] {
         let along: Vec<f64> = fp.cases.iter().map(|c| c.spacing[hi]).collect();
         if let Some(p10) = percentile(&along, 10.0) {

@@ -123,18 +123,24 @@ pub struct ResampleOptions {
 /// separately (nearest). `None` for isotropic-enough data. nnU-Net's threshold is 3.
 pub fn separate_z_axis(spacing: [f64; 3], target: [f64; 3], threshold: f64) -> Option<usize> {
     let pick = |s: [f64; 3]| {
-        let (mut lo, mut hi) = (0, 0);
-        for a in 1..3 {
-            if s[a] < s[lo] {
-                lo = a;
-            }
-            if s[a] > s[hi] {
-                hi = a;
-            }
-        }
+        let (lo, hi) = finest_and_coarsest_axis(s);
         (s[hi] / s[lo] > threshold).then_some(hi)
     };
     pick(spacing).or_else(|| pick(target))
+}
+
+/// The `(i, j, k)` axes of the smallest and of the largest spacing (the first one on ties).
+pub(crate) fn finest_and_coarsest_axis(spacing: [f64; 3]) -> (usize, usize) {
+    let (mut lo, mut hi) = (0, 0);
+    for a in 1..3 {
+        if spacing[a] < spacing[lo] {
+            lo = a;
+        }
+        if spacing[a] > spacing[hi] {
+            hi = a;
+        }
+    }
+    (lo, hi)
 }
 
 /// 1D interpolation taps of one output line: `n` (index, weight) pairs per output sample.
