@@ -8,8 +8,14 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The file is not valid TOML or does not match the schema. `message` is toml's error on
+    /// one line; the error itself is not kept as a source, because its text spans several lines
+    /// (an excerpt of the file) and would be printed again by an error chain.
     #[error("invalid config {}: {message}", path.display())]
     Parse { path: PathBuf, message: String },
+    /// The config cannot be written as TOML (e.g. a path that is not valid UTF-8).
+    #[error("cannot write the config as TOML: {0}")]
+    Serialize(#[source] toml::ser::Error),
     #[error(
         "invalid --set '{spec}': {reason} (expected section.key=value, e.g. --set train.epochs=10)"
     )]

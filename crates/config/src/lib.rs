@@ -108,9 +108,16 @@ impl ExperimentConfig {
         self.resolve_path(&self.train.output)
     }
 
-    /// The resolved config as TOML text (what a run directory stores as `config.toml`).
+    /// The resolved config as TOML text (what a run directory stores as `config.toml`). Fails
+    /// only on what TOML cannot hold, e.g. a path that is not valid UTF-8.
+    pub fn to_toml(&self) -> Result<String, ConfigError> {
+        toml::to_string_pretty(self).map_err(ConfigError::Serialize)
+    }
+
+    /// The resolved config as TOML text, or an empty string when it cannot be written.
+    #[deprecated(note = "use `to_toml`, which returns the error instead of an empty file")]
     pub fn to_toml_string(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_default()
+        self.to_toml().unwrap_or_default()
     }
 }
 
@@ -148,4 +155,32 @@ fn one_line(s: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> ExperimentConfig {
+        ExperimentConfig::from_toml_str(text, &[], Path::new("test.toml"), PathBuf::new()).unwrap()
+    }
+
+    #[test]
+    fn to_toml_round_trips() {
+        let cfg = parse("[data]\ndataset = \"data/Task01\"\n[train]\nepochs = 7\n");
+        let again = parse(&cfg.to_toml().unwrap());
+        assert_eq!(again, cfg);
+        assert_eq!(again.train.epochs, 7);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn to_toml_returns_the_error_for_a_path_toml_cannot_hold() {
+        use std::os::unix::ffi::OsStrExt;
+        let mut cfg = parse("[data]\ndataset = \"data\"\n");
+        cfg.data.dataset = PathBuf::from(std::ffi::OsStr::from_bytes(b"data/\xff"));
+        let err = cfg.to_toml().unwrap_err();
+        assert!(matches!(err, ConfigError::Serialize(_)), "{err}");
+        assert!(std::error::Error::source(&err).is_some());
+    }
 }

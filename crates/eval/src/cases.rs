@@ -87,17 +87,17 @@ fn list_dir(dir: &Path) -> Result<BTreeMap<String, PathBuf>, EvalError> {
         if !path.is_file() {
             continue;
         }
-        if let Some(name) = case_name(&path) {
-            if let Some(prev) = out.insert(name.clone(), path.clone()) {
-                return Err(EvalError::Input {
-                    path: dir.to_path_buf(),
-                    reason: format!(
-                        "case {name} appears twice ({} and {})",
-                        prev.display(),
-                        path.display()
-                    ),
-                });
-            }
+        if let Some(name) = case_name(&path)
+            && let Some(prev) = out.insert(name.clone(), path.clone())
+        {
+            return Err(EvalError::Input {
+                path: dir.to_path_buf(),
+                reason: format!(
+                    "case {name} appears twice ({} and {})",
+                    prev.display(),
+                    path.display()
+                ),
+            });
         }
     }
     Ok(out)
@@ -188,6 +188,15 @@ fn header_geometry(img: &NiftiImage) -> Geometry {
     g
 }
 
+/// Voxel data that do not fit the grid their header announces.
+fn layout_err(path: &Path, what: &'static str, source: ndarray::ShapeError) -> EvalError {
+    EvalError::Volume(medseg_volume::VolumeError::Decode {
+        path: path.to_path_buf(),
+        what,
+        source: source.into(),
+    })
+}
+
 /// Reads a label map with its header spacing.
 pub fn read_label_map(path: &Path) -> Result<Volume<u16>, EvalError> {
     let img = read_nifti(path)?;
@@ -215,7 +224,7 @@ pub fn read_label_map(path: &Path) -> Result<Volume<u16>, EvalError> {
         )));
     }
     let data = Array3::from_shape_vec((nk, nj, ni), img.data.iter().map(|&x| x as u16).collect())
-        .map_err(|e| format(e.to_string()))?;
+        .map_err(|e| layout_err(path, "unexpected label map layout", e))?;
     Ok(Volume::new(data, geometry))
 }
 
@@ -243,26 +252,20 @@ pub fn read_prob_map(path: &Path) -> Result<(ProbMap, Geometry), EvalError> {
     let geometry = header_geometry(&img);
     let [ni, nj, nk] = img.header.spatial_shape();
     let channels = img.data.len() / (ni * nj * nk).max(1);
-    let format = |reason: String| {
-        EvalError::Volume(medseg_volume::VolumeError::Format {
-            path: path.to_path_buf(),
-            reason,
-        })
-    };
     let map = if channels <= 1 && img.data.len() == ni * nj * nk {
         let a = img
             .data
             .into_shape_with_order((nk, nj, ni))
-            .map_err(|e| format(e.to_string()))?;
+            .map_err(|e| layout_err(path, "unexpected probability map layout", e))?;
         ProbMap::Foreground(
             a.into_dimensionality::<Ix3>()
-                .map_err(|e| format(e.to_string()))?,
+                .map_err(|e| layout_err(path, "unexpected probability map layout", e))?,
         )
     } else {
         let a = img
             .data
             .into_shape_with_order((channels, nk, nj, ni))
-            .map_err(|e| format(format!("unexpected probability map layout: {e}")))?;
+            .map_err(|e| layout_err(path, "unexpected probability map layout", e))?;
         ProbMap::PerClass(a)
     };
     Ok((map, geometry))
@@ -280,7 +283,11 @@ pub fn read_label_names(dataset_json: &Path) -> Result<BTreeMap<u16, String>, Ev
         source,
     })?;
     let json: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+        serde_json::from_str(&text).map_err(|source| EvalError::Json {
+            path: dataset_json.to_path_buf(),
+            what: "not valid JSON",
+            source,
+        })?;
     let labels = json
         .get("labels")
         .and_then(|l| l.as_object())
@@ -350,17 +357,16 @@ pub fn evaluate_cases(
             cases: missing_cases,
         });
     }
-    if list.with_probabilities {
-        if let Some(c) = list
+    if list.with_probabilities
+        && let Some(c) = list
             .cases
             .iter()
             .find(|c| c.pred.is_some() && c.prob.is_none())
-        {
-            return Err(EvalError::Probabilities {
-                case: c.name.clone(),
-                reason: "no probability map CASE.nii[.gz] with this name".into(),
-            });
-        }
+    {
+        return Err(EvalError::Probabilities {
+            case: c.name.clone(),
+            reason: "no probability map CASE.nii[.gz] with this name".into(),
+        });
     }
     let mut cases = list
         .cases

@@ -92,22 +92,28 @@ pub fn surface_distances(
     })
 }
 
+/// A half-open bounding box `[k0, k1, j0, j1, i0, i1]` that holds no voxel yet.
+pub(crate) const EMPTY_BBOX: [usize; 6] = [usize::MAX, 0, usize::MAX, 0, usize::MAX, 0];
+
+/// Grows the half-open bounding box `bb` to hold voxel `(k, j, i)`.
+pub(crate) fn include_voxel(bb: &mut [usize; 6], k: usize, j: usize, i: usize) {
+    bb[0] = bb[0].min(k);
+    bb[1] = bb[1].max(k + 1);
+    bb[2] = bb[2].min(j);
+    bb[3] = bb[3].max(j + 1);
+    bb[4] = bb[4].min(i);
+    bb[5] = bb[5].max(i + 1);
+}
+
 /// Half-open bounding box `[k0, k1, j0, j1, i0, i1]` of `a | b`, or `None` when both are empty.
 fn union_bbox(a: ArrayView3<bool>, b: ArrayView3<bool>) -> Option<[usize; 6]> {
-    let mut bb = [usize::MAX, 0, usize::MAX, 0, usize::MAX, 0];
-    let mut any = false;
+    let mut bb = EMPTY_BBOX;
     Zip::indexed(a).and(b).for_each(|(k, j, i), &x, &y| {
         if x || y {
-            any = true;
-            bb[0] = bb[0].min(k);
-            bb[1] = bb[1].max(k + 1);
-            bb[2] = bb[2].min(j);
-            bb[3] = bb[3].max(j + 1);
-            bb[4] = bb[4].min(i);
-            bb[5] = bb[5].max(i + 1);
+            include_voxel(&mut bb, k, j, i);
         }
     });
-    any.then_some(bb)
+    (bb != EMPTY_BBOX).then_some(bb)
 }
 
 impl SurfaceDistances {

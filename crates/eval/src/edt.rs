@@ -7,7 +7,7 @@
 //! The result is exact: every output is `Σ_a (Δ_a · s_a)²` for the nearest feature voxel, with
 //! `Δ_a` the integer index difference along axis `a` and `s_a` the spacing in mm.
 
-use ndarray::{Array3, ArrayView3, Axis, Zip};
+use ndarray::{Array3, ArrayView3, ArrayViewMut1, Axis, Zip};
 use rayon::prelude::*;
 
 /// Squared distance (mm²) from every voxel to the nearest voxel where `features` is true.
@@ -92,16 +92,9 @@ fn transform_axis_where(out: &mut Array3<f64>, query: ArrayView3<bool>, axis: us
     Zip::from(out.lanes_mut(Axis(axis)))
         .and(query.lanes(Axis(axis)))
         .into_par_iter()
-        .for_each_init(Scratch::default, |s, (mut lane, q)| {
-            if !q.iter().any(|&x| x) || lane.iter().all(|x| x.is_infinite()) {
-                return;
-            }
-            s.f.clear();
-            s.f.extend(lane.iter().copied());
-            s.d.resize(s.f.len(), 0.0);
-            lower_envelope_1d(&s.f, spacing, &mut s.d, &mut s.v, &mut s.z);
-            for (o, &d) in lane.iter_mut().zip(s.d.iter()) {
-                *o = d;
+        .for_each_init(Scratch::default, |s, (lane, q)| {
+            if q.iter().any(|&x| x) {
+                s.transform_lane(lane, spacing);
             }
         });
 }
@@ -122,21 +115,28 @@ struct Scratch {
     z: Vec<f64>,
 }
 
+impl Scratch {
+    /// One 1D pass over `lane` in place (see [`lower_envelope_1d`]). A line without any finite
+    /// value stays infinite: the envelope is skipped entirely.
+    fn transform_lane(&mut self, mut lane: ArrayViewMut1<f64>, spacing: f64) {
+        if lane.iter().all(|x| x.is_infinite()) {
+            return;
+        }
+        self.f.clear();
+        self.f.extend(lane.iter().copied());
+        self.d.resize(self.f.len(), 0.0);
+        lower_envelope_1d(&self.f, spacing, &mut self.d, &mut self.v, &mut self.z);
+        for (o, &d) in lane.iter_mut().zip(self.d.iter()) {
+            *o = d;
+        }
+    }
+}
+
 fn transform_axis(out: &mut Array3<f64>, axis: usize, spacing: f64) {
     Zip::from(out.lanes_mut(Axis(axis)))
         .into_par_iter()
-        .for_each_init(Scratch::default, |s, (mut lane,)| {
-            // A line without any finite value stays infinite: skip the envelope entirely.
-            if lane.iter().all(|x| x.is_infinite()) {
-                return;
-            }
-            s.f.clear();
-            s.f.extend(lane.iter().copied());
-            s.d.resize(s.f.len(), 0.0);
-            lower_envelope_1d(&s.f, spacing, &mut s.d, &mut s.v, &mut s.z);
-            for (o, &d) in lane.iter_mut().zip(s.d.iter()) {
-                *o = d;
-            }
+        .for_each_init(Scratch::default, |s, (lane,)| {
+            s.transform_lane(lane, spacing)
         });
 }
 

@@ -31,7 +31,19 @@ pub enum EvalError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A JSON file that cannot be parsed (`what` = "not valid JSON") or serialized.
+    #[error("{}: {what}: {source}", path.display())]
+    Json {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
     /// Rendering a plot failed.
-    #[error("{}: plot: {reason}", path.display())]
-    Plot { path: PathBuf, reason: String },
+    #[error("{}: plot: {source}", path.display())]
+    Plot {
+        path: PathBuf,
+        #[source]
+        source: medseg_volume::BoxedError,
+    },
 }

@@ -1,7 +1,7 @@
 //! Per-case, per-label metrics of one (prediction, ground truth) pair of label maps.
 //!
-//! Conventions (DESIGN.md, `tests/fixtures/metrics/README.md`), per label `l` with
-//! `P = pred == l`, `G = gt == l`:
+//! Conventions (the reference values behind them: `tests/fixtures/metrics/README.md` at the
+//! repository root), per label `l` with `P = pred == l`, `G = gt == l`:
 //! * counts over all voxels; `dice = f1 = 2tp/(2tp+fp+fn)`, `iou = tp/(tp+fp+fn)`,
 //!   `precision = tp/(tp+fp)`, `recall = sensitivity = tp/(tp+fn)`, `specificity = tn/(tn+fp)`,
 //!   `accuracy = (tp+tn)/N` (with `prevalence = (tp+fn)/N` beside it); a zero denominator gives
@@ -13,7 +13,7 @@
 //!   exactly one empty: dice = iou = nsd = 0 and every distance = the image diagonal in mm (over 2
 //!   axes for a 2D image). [`LabelMetrics::empty`] records which rule applied.
 
-use crate::distances::surface_distances;
+use crate::distances::{EMPTY_BBOX, include_voxel, surface_distances};
 use crate::error::EvalError;
 use crate::roc::{AucUndefined, roc};
 use medseg_volume::Volume;
@@ -150,6 +150,9 @@ pub fn evaluate_pair(
     evaluate_case("", pred, gt, None, labels, opts)
 }
 
+/// One label's metrics and, with probabilities, its ROC curve (false, true positive rate).
+type LabelOutcome = (u16, LabelMetrics, Option<Vec<[f64; 2]>>);
+
 /// Metrics of every label in `labels` (present or not) for one case.
 ///
 /// Fails when the shapes differ or the geometries differ by more than
@@ -196,7 +199,7 @@ pub fn evaluate_case(
     let voxel_ml = sp[..axes].iter().product::<f64>() / 1000.0;
 
     let tally = Tally::count(pred.data.view(), gt.data.view(), labels);
-    let per_label: Vec<(u16, LabelMetrics, Option<Vec<[f64; 2]>>)> = labels
+    let per_label: Vec<LabelOutcome> = labels
         .par_iter()
         .enumerate()
         .map(|(n, &label)| {
@@ -448,7 +451,7 @@ impl Tally {
         Self {
             n,
             matrix: vec![0; n * n],
-            bboxes: vec![[usize::MAX, 0, usize::MAX, 0, usize::MAX, 0]; n],
+            bboxes: vec![EMPTY_BBOX; n],
         }
     }
 
@@ -483,13 +486,7 @@ impl Tally {
                         t.matrix[a * n + b] += 1;
                         for x in [a, b] {
                             if x > 0 {
-                                let bb = &mut t.bboxes[x];
-                                bb[0] = bb[0].min(k);
-                                bb[1] = bb[1].max(k + 1);
-                                bb[2] = bb[2].min(j);
-                                bb[3] = bb[3].max(j + 1);
-                                bb[4] = bb[4].min(i);
-                                bb[5] = bb[5].max(i + 1);
+                                include_voxel(&mut t.bboxes[x], k, j, i);
                             }
                         }
                     });

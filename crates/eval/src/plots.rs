@@ -25,19 +25,16 @@ pub fn register() {
     });
 }
 
-fn plot_err(path: &Path, e: impl std::fmt::Display) -> EvalError {
-    EvalError::Plot {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    }
-}
+/// What a drawing step returns: plotters' own error (or a message) boxed, kept as the source of
+/// [`EvalError::Plot`].
+pub type DrawResult = Result<(), medseg_volume::BoxedError>;
 
 /// Renders into a temporary file next to `path`, then renames it into place (shared by
 /// every medseg plot, e.g. training curves).
 pub fn render_atomically(
     path: &Path,
     size: (u32, u32),
-    draw: impl FnOnce(DrawingArea<BitMapBackend, plotters::coord::Shift>) -> Result<(), String>,
+    draw: impl FnOnce(DrawingArea<BitMapBackend, plotters::coord::Shift>) -> DrawResult,
 ) -> Result<(), EvalError> {
     register();
     let dir = path
@@ -49,22 +46,20 @@ pub fn render_atomically(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp.png", std::process::id()));
-    let result = (|| {
+    let result = (|| -> DrawResult {
         let root = BitMapBackend::new(&tmp, size).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        root.fill(&WHITE)?;
         draw(root.clone())?;
-        root.present().map_err(|e| e.to_string())
+        root.present()?;
+        Ok(std::fs::rename(&tmp, path)?)
     })();
-    match result {
-        Ok(()) => std::fs::rename(&tmp, path).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            plot_err(path, e)
-        }),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(plot_err(path, e))
+    result.map_err(|source| {
+        let _ = std::fs::remove_file(&tmp);
+        EvalError::Plot {
+            path: path.to_path_buf(),
+            source,
         }
-    }
+    })
 }
 
 fn label_text(ev: &Evaluation, l: u16) -> String {
@@ -113,8 +108,7 @@ pub fn box_plots(ev: &Evaluation, path: &Path) -> Result<(), EvalError> {
                 .margin(14)
                 .x_label_area_size(40)
                 .y_label_area_size(60)
-                .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..ymax)
-                .map_err(|e| e.to_string())?;
+                .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..ymax)?;
             let labels = ev.labels.clone();
             let names: Vec<String> = labels.iter().map(|&l| label_text(ev, l)).collect();
             chart
@@ -135,8 +129,7 @@ pub fn box_plots(ev: &Evaluation, path: &Path) -> Result<(), EvalError> {
                     "HD95 (mm)"
                 })
                 .label_style((FAMILY, 15))
-                .draw()
-                .map_err(|e| e.to_string())?;
+                .draw()?;
             for (x, values) in series.iter().enumerate() {
                 draw_box(&mut chart, x as f64, values)?;
             }
@@ -151,8 +144,7 @@ type Chart<'a, 'b> = ChartContext<
     Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
 >;
 
-fn draw_box(chart: &mut Chart, x: f64, values: &[f64]) -> Result<(), String> {
-    let e = |e: DrawingAreaErrorKind<_>| e.to_string();
+fn draw_box(chart: &mut Chart, x: f64, values: &[f64]) -> DrawResult {
     let color = RGBColor(49, 104, 173);
     if !values.is_empty() {
         let mut v = values.to_vec();
@@ -171,54 +163,42 @@ fn draw_box(chart: &mut Chart, x: f64, values: &[f64]) -> Result<(), String> {
             .filter(|&y| y <= q3 + 1.5 * iqr)
             .fold(f64::NEG_INFINITY, f64::max);
         let w = 0.28;
-        chart
-            .draw_series(std::iter::once(Rectangle::new(
-                [(x - w, q1), (x + w, q3)],
-                color.mix(0.25).filled(),
-            )))
-            .map_err(e)?;
-        chart
-            .draw_series(std::iter::once(Rectangle::new(
-                [(x - w, q1), (x + w, q3)],
-                color.stroke_width(2),
-            )))
-            .map_err(e)?;
-        chart
-            .draw_series(std::iter::once(PathElement::new(
-                vec![(x - w, med), (x + w, med)],
-                RED.stroke_width(3),
-            )))
-            .map_err(e)?;
+        chart.draw_series(std::iter::once(Rectangle::new(
+            [(x - w, q1), (x + w, q3)],
+            color.mix(0.25).filled(),
+        )))?;
+        chart.draw_series(std::iter::once(Rectangle::new(
+            [(x - w, q1), (x + w, q3)],
+            color.stroke_width(2),
+        )))?;
+        chart.draw_series(std::iter::once(PathElement::new(
+            vec![(x - w, med), (x + w, med)],
+            RED.stroke_width(3),
+        )))?;
         for (a, b) in [(lo, q1), (q3, hi)] {
-            chart
-                .draw_series(std::iter::once(PathElement::new(
-                    vec![(x, a), (x, b)],
-                    color.stroke_width(2),
-                )))
-                .map_err(e)?;
-            chart
-                .draw_series(std::iter::once(PathElement::new(
-                    vec![
-                        (x - w / 2.0, if a == lo { a } else { b }),
-                        (x + w / 2.0, if a == lo { a } else { b }),
-                    ],
-                    color.stroke_width(2),
-                )))
-                .map_err(e)?;
+            chart.draw_series(std::iter::once(PathElement::new(
+                vec![(x, a), (x, b)],
+                color.stroke_width(2),
+            )))?;
+            chart.draw_series(std::iter::once(PathElement::new(
+                vec![
+                    (x - w / 2.0, if a == lo { a } else { b }),
+                    (x + w / 2.0, if a == lo { a } else { b }),
+                ],
+                color.stroke_width(2),
+            )))?;
         }
     }
     // Every case as a dot, spread deterministically across the box width.
     let n = values.len().max(1) as f64;
-    chart
-        .draw_series(values.iter().enumerate().map(|(i, &y)| {
-            let dx = if n > 1.0 {
-                -0.2 + 0.4 * i as f64 / (n - 1.0)
-            } else {
-                0.0
-            };
-            Circle::new((x + dx, y), 3, BLACK.mix(0.6).filled())
-        }))
-        .map_err(e)?;
+    chart.draw_series(values.iter().enumerate().map(|(i, &y)| {
+        let dx = if n > 1.0 {
+            -0.2 + 0.4 * i as f64 / (n - 1.0)
+        } else {
+            0.0
+        };
+        Circle::new((x + dx, y), 3, BLACK.mix(0.6).filled())
+    }))?;
     Ok(())
 }
 
@@ -244,30 +224,24 @@ pub fn roc_curves(ev: &Evaluation, path: &Path) -> Result<(), EvalError> {
                 .margin(14)
                 .x_label_area_size(40)
                 .y_label_area_size(50)
-                .build_cartesian_2d(0f64..1f64, 0f64..1.0001f64)
-                .map_err(|e| e.to_string())?;
+                .build_cartesian_2d(0f64..1f64, 0f64..1.0001f64)?;
             chart
                 .configure_mesh()
                 .x_desc("false positive rate")
                 .y_desc("true positive rate")
                 .label_style((FAMILY, 14))
-                .draw()
-                .map_err(|e| e.to_string())?;
-            chart
-                .draw_series(LineSeries::new(
-                    vec![(0.0, 0.0), (1.0, 1.0)],
-                    BLACK.mix(0.3),
-                ))
-                .map_err(|e| e.to_string())?;
+                .draw()?;
+            chart.draw_series(LineSeries::new(
+                vec![(0.0, 0.0), (1.0, 1.0)],
+                BLACK.mix(0.3),
+            ))?;
             let mut first = true;
             for c in &ev.cases {
                 if let Some(curve) = c.roc_curves.get(&l) {
-                    let s = chart
-                        .draw_series(LineSeries::new(
-                            curve.iter().map(|p| (p[0], p[1])),
-                            RGBColor(49, 104, 173).mix(0.5).stroke_width(1),
-                        ))
-                        .map_err(|e| e.to_string())?;
+                    let s = chart.draw_series(LineSeries::new(
+                        curve.iter().map(|p| (p[0], p[1])),
+                        RGBColor(49, 104, 173).mix(0.5).stroke_width(1),
+                    ))?;
                     if first {
                         s.label(format!("voxel ROC per case (mean AUC {})", fmt(mean_voxel)))
                             .legend(|(x, y)| {
@@ -282,8 +256,7 @@ pub fn roc_curves(ev: &Evaluation, path: &Path) -> Result<(), EvalError> {
                     .draw_series(LineSeries::new(
                         cl.roc_curve.iter().map(|p| (p[0], p[1])),
                         RED.stroke_width(3),
-                    ))
-                    .map_err(|e| e.to_string())?
+                    ))?
                     .label(format!("case level (AUC {})", fmt(case_auc)))
                     .legend(|(x, y)| {
                         PathElement::new(vec![(x, y), (x + 18, y)], RED.stroke_width(3))
@@ -295,8 +268,7 @@ pub fn roc_curves(ev: &Evaluation, path: &Path) -> Result<(), EvalError> {
                 .label_font((FAMILY, 14))
                 .background_style(WHITE.mix(0.85))
                 .border_style(BLACK.mix(0.4))
-                .draw()
-                .map_err(|e| e.to_string())?;
+                .draw()?;
         }
         Ok(())
     })

@@ -321,7 +321,12 @@ impl Evaluation {
             Ok(())
         };
         text("metrics.csv", self.to_csv())?;
-        let json = serde_json::to_string_pretty(&self.to_json()).unwrap_or_default();
+        let json =
+            serde_json::to_string_pretty(&self.to_json()).map_err(|source| EvalError::Json {
+                path: dir.join("summary.json"),
+                what: "cannot serialize JSON",
+                source,
+            })?;
         text("summary.json", json + "\n")?;
         text("report.md", self.to_markdown())?;
         let boxes = dir.join("boxplots.png");

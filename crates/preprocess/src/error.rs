@@ -40,8 +40,14 @@ pub enum PreprocessError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: {reason}")]
-    Json { path: PathBuf, reason: String },
+    /// `plan.json` cannot be parsed (`what` = "not a medseg plan") or serialized.
+    #[error("{path}: {what}: {source}")]
+    Json {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 impl PreprocessError {

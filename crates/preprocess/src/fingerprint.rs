@@ -1,7 +1,7 @@
 //! The dataset fingerprint: what the plan is computed from.
 
 use crate::crop::crop_to_nonzero;
-use crate::orientation::Reorientation;
+use crate::pipeline::{case_reorientation, check_label_shape};
 use crate::stats::{mean_std, percentile_sorted};
 use crate::{BoundingBox, PreprocessError};
 use medseg_volume::dataset::Dataset;
@@ -179,20 +179,8 @@ pub fn fingerprint_case(
 ) -> Result<CaseFingerprint, PreprocessError> {
     let s = images.data.shape();
     let shape = [s[1], s[2], s[3]];
-    if let Some(l) = label
-        && l.data.shape() != &shape[..]
-    {
-        return Err(PreprocessError::Shape {
-            what: format!("label of case {name}"),
-            expected: shape.to_vec(),
-            got: l.data.shape().to_vec(),
-        });
-    }
-    let r = if opts.reorient {
-        Reorientation::to_ras(&images.geometry, shape)
-    } else {
-        Reorientation::identity()
-    };
+    check_label_shape(label, shape, || format!("label of case {name}"))?;
+    let r = case_reorientation(opts.reorient, images, shape);
     let geometry = r.apply_geometry(&images.geometry, shape);
     let data = r.apply_channels(images.data.view());
     let lab = label.map(|l| r.apply(l.data.view()));

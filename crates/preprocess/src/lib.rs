@@ -1,7 +1,8 @@
 //! medseg-preprocess: everything between a NIfTI case and a network input, and back.
 //!
-//! * [`resample`] / [`resample_labels`] (physical space, ITK's rules, nnU-Net's separate z),
-//! * [`normalize`] (CT clip + z-score, z-score, z-score inside the nonzero mask),
+//! * [`resample`](fn@resample) / [`resample_labels`] (physical space, ITK's rules, nnU-Net's
+//!   separate z),
+//! * [`normalize`](fn@normalize) (CT clip + z-score, z-score, z-score inside the nonzero mask),
 //! * [`crop`] (crop to nonzero, exact uncrop, padding), [`orientation`] (lossless RAS),
 //! * [`fingerprint`] and [`plan`] (nnU-Net's rules, `plan.json`),
 //! * [`pipeline`] ([`preprocess_case`] and its inverse [`restore_to_original`]),

@@ -47,6 +47,35 @@ fn same_grid(a: &Grid, b: &Grid) -> bool {
     a.shape_kji == b.shape_kji && a.geometry.difference(&b.geometry, 1e-9).is_none()
 }
 
+/// An error unless `label` (when given) has the image's `[k, j, i]` shape; `what` names it.
+pub(crate) fn check_label_shape(
+    label: Option<&Volume<u16>>,
+    shape: [usize; 3],
+    what: impl FnOnce() -> String,
+) -> Result<(), PreprocessError> {
+    match label {
+        Some(l) if l.data.shape() != &shape[..] => Err(PreprocessError::Shape {
+            what: what(),
+            expected: shape.to_vec(),
+            got: l.data.shape().to_vec(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The reorientation a case gets: to RAS when `reorient` is set, none otherwise.
+pub(crate) fn case_reorientation(
+    reorient: bool,
+    images: &MultiChannel,
+    shape: [usize; 3],
+) -> Reorientation {
+    if reorient {
+        Reorientation::to_ras(&images.geometry, shape)
+    } else {
+        Reorientation::identity()
+    }
+}
+
 /// Reorients (plan.reorient), crops to nonzero (plan.crop), normalizes each channel
 /// (plan.normalization; `zscore_nonzero` uses the crop's nonzero mask) and resamples to the
 /// plan's target spacing (plan.interpolation for images, plan.label_interpolation for the
@@ -65,20 +94,8 @@ pub fn preprocess_case(
             got: vec![s[0]],
         });
     }
-    if let Some(l) = label
-        && l.data.shape() != &shape[..]
-    {
-        return Err(PreprocessError::Shape {
-            what: "label map vs image".into(),
-            expected: shape.to_vec(),
-            got: l.data.shape().to_vec(),
-        });
-    }
-    let reorientation = if plan.reorient {
-        Reorientation::to_ras(&images.geometry, shape)
-    } else {
-        Reorientation::identity()
-    };
+    check_label_shape(label, shape, || "label map vs image".into())?;
+    let reorientation = case_reorientation(plan.reorient, images, shape);
     let reoriented = Grid::new(
         reorientation.apply_geometry(&images.geometry, shape),
         reorientation.apply_shape(shape),

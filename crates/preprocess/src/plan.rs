@@ -288,9 +288,10 @@ impl Plan {
 
     /// Writes `plan.json` (pretty JSON) atomically.
     pub fn save(&self, path: &Path) -> Result<(), PreprocessError> {
-        let text = serde_json::to_string_pretty(self).map_err(|e| PreprocessError::Json {
+        let text = serde_json::to_string_pretty(self).map_err(|source| PreprocessError::Json {
             path: path.to_path_buf(),
-            reason: e.to_string(),
+            what: "cannot serialize the plan",
+            source,
         })?;
         medseg_volume::write_atomically(path, |w| {
             use std::io::Write;
@@ -306,24 +307,17 @@ impl Plan {
             path: path.to_path_buf(),
             source,
         })?;
-        serde_json::from_str(&text).map_err(|e| PreprocessError::Json {
+        serde_json::from_str(&text).map_err(|source| PreprocessError::Json {
             path: path.to_path_buf(),
-            reason: format!("not a medseg plan: {e}"),
+            what: "not a medseg plan",
+            source,
         })
     }
 }
 
 fn auto_spacing(fp: &DatasetFingerprint, threshold: f64) -> [f64; 3] {
     let mut t = fp.median_spacing;
-    let (mut lo, mut hi) = (0, 0);
-    for a in 1..3 {
-        if t[a] < t[lo] {
-            lo = a;
-        }
-        if t[a] > t[hi] {
-            hi = a;
-        }
-    }
+    let (lo, hi) = crate::resample::finest_and_coarsest_axis(t);
     if t[hi] > threshold * t[lo] {
         let along: Vec<f64> = fp.cases.iter().map(|c| c.spacing[hi]).collect();
         if let Some(p10) = percentile(&along, 10.0) {

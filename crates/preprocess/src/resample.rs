@@ -17,7 +17,7 @@
 //! pipeline. Otherwise (oblique to axis-aligned) each output voxel is interpolated directly.
 
 use crate::PreprocessError;
-use medseg_volume::Geometry;
+use medseg_volume::{Geometry, invert3};
 use ndarray::{Array3, ArrayView3, ArrayViewMut1, Axis, Zip, s};
 use rayon::prelude::*;
 
@@ -123,18 +123,24 @@ pub struct ResampleOptions {
 /// separately (nearest). `None` for isotropic-enough data. nnU-Net's threshold is 3.
 pub fn separate_z_axis(spacing: [f64; 3], target: [f64; 3], threshold: f64) -> Option<usize> {
     let pick = |s: [f64; 3]| {
-        let (mut lo, mut hi) = (0, 0);
-        for a in 1..3 {
-            if s[a] < s[lo] {
-                lo = a;
-            }
-            if s[a] > s[hi] {
-                hi = a;
-            }
-        }
+        let (lo, hi) = finest_and_coarsest_axis(s);
         (s[hi] / s[lo] > threshold).then_some(hi)
     };
     pick(spacing).or_else(|| pick(target))
+}
+
+/// The `(i, j, k)` axes of the smallest and of the largest spacing (the first one on ties).
+pub(crate) fn finest_and_coarsest_axis(spacing: [f64; 3]) -> (usize, usize) {
+    let (mut lo, mut hi) = (0, 0);
+    for a in 1..3 {
+        if spacing[a] < spacing[lo] {
+            lo = a;
+        }
+        if spacing[a] > spacing[hi] {
+            hi = a;
+        }
+    }
+    (lo, hi)
 }
 
 /// 1D interpolation taps of one output line: `n` (index, weight) pairs per output sample.
@@ -498,40 +504,8 @@ fn pass_ij(
 
 /// `(D S)^-1` of a geometry.
 fn index_matrix(g: &Geometry) -> Result<[[f64; 3]; 3], PreprocessError> {
-    let mut m = [[0.0; 3]; 3];
-    for r in 0..3 {
-        for c in 0..3 {
-            m[r][c] = g.direction[r][c] * g.spacing[c];
-        }
-    }
-    invert3(&m).ok_or_else(|| PreprocessError::Geometry("singular direction/spacing matrix".into()))
-}
-
-pub(crate) fn invert3(m: &[[f64; 3]; 3]) -> Option<[[f64; 3]; 3]> {
-    let det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
-        - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
-        + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
-    if det.abs() < 1e-300 || !det.is_finite() {
-        return None;
-    }
-    let d = 1.0 / det;
-    Some([
-        [
-            (m[1][1] * m[2][2] - m[1][2] * m[2][1]) * d,
-            (m[0][2] * m[2][1] - m[0][1] * m[2][2]) * d,
-            (m[0][1] * m[1][2] - m[0][2] * m[1][1]) * d,
-        ],
-        [
-            (m[1][2] * m[2][0] - m[1][0] * m[2][2]) * d,
-            (m[0][0] * m[2][2] - m[0][2] * m[2][0]) * d,
-            (m[0][2] * m[1][0] - m[0][0] * m[1][2]) * d,
-        ],
-        [
-            (m[1][0] * m[2][1] - m[1][1] * m[2][0]) * d,
-            (m[0][1] * m[2][0] - m[0][0] * m[2][1]) * d,
-            (m[0][0] * m[1][1] - m[0][1] * m[1][0]) * d,
-        ],
-    ])
+    invert3(&g.index_to_world())
+        .ok_or_else(|| PreprocessError::Geometry("singular direction/spacing matrix".into()))
 }
 
 /// The affine map output index -> input continuous index: `c = t + M o` (`(i, j, k)`).

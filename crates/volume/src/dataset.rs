@@ -64,14 +64,16 @@ impl Dataset {
     /// integrity check reports them); a missing or malformed `dataset.json` is.
     pub fn open(dir: &Path) -> Result<Dataset, VolumeError> {
         let json_path = dir.join("dataset.json");
-        let text = std::fs::read_to_string(&json_path).map_err(|e| {
-            ds_err(
-                &json_path,
-                format!("cannot read dataset.json ({e}); a dataset folder needs one (see `medseg synth` for an example)"),
-            )
+        let text =
+            std::fs::read_to_string(&json_path).map_err(|source| VolumeError::NoDatasetJson {
+                path: json_path.clone(),
+                source,
+            })?;
+        let v: Value = serde_json::from_str(&text).map_err(|source| VolumeError::Json {
+            path: json_path.clone(),
+            what: "invalid JSON",
+            source,
         })?;
-        let v: Value = serde_json::from_str(&text)
-            .map_err(|e| ds_err(&json_path, format!("invalid JSON: {e}")))?;
         let name = v
             .get("name")
             .and_then(Value::as_str)
@@ -117,11 +119,8 @@ impl Dataset {
         } else {
             scan_cases(dir, "imagesTr", "labelsTr", &file_ending, n_channels)
         };
-        if let Some(n) = v.get("numTraining").and_then(Value::as_u64) {
-            if n as usize != cases.len() && !cases.is_empty() {
-                // Not fatal: nnU-Net only warns; the check reports it.
-            }
-        }
+        // `numTraining` is not checked against the files found: nnU-Net only warns on a
+        // mismatch, and the cases are what the folders hold.
         let test_cases = scan_cases(dir, "imagesTs", "labelsTs", &file_ending, n_channels);
         Ok(Dataset {
             root: dir.to_path_buf(),
@@ -331,12 +330,12 @@ fn scan_cases(
     let mut names = BTreeSet::new();
     for e in entries.flatten() {
         let f = e.file_name().to_string_lossy().into_owned();
-        if let Some(stem) = f.strip_suffix(ending) {
-            if let Some((case, ch)) = stem.rsplit_once('_') {
-                if ch.len() == 4 && ch.bytes().all(|b| b.is_ascii_digit()) {
-                    names.insert(case.to_string());
-                }
-            }
+        if let Some(stem) = f.strip_suffix(ending)
+            && let Some((case, ch)) = stem.rsplit_once('_')
+            && ch.len() == 4
+            && ch.bytes().all(|b| b.is_ascii_digit())
+        {
+            names.insert(case.to_string());
         }
     }
     let lab_dir = dir.join(labels);

@@ -1,5 +1,9 @@
 use std::path::PathBuf;
 
+/// A lower-level error kept as the source of a [`VolumeError`] (a parser's or codec's own error
+/// type, which medseg does not re-export).
+pub type BoxedError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Everything that can go wrong reading or writing a volume. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
@@ -11,6 +15,15 @@ pub enum VolumeError {
     /// The file is not a NIfTI file we can read, or its header is inconsistent.
     #[error("{}: {reason}", path.display())]
     Format { path: PathBuf, reason: String },
+    /// The file's bytes cannot be decoded (corrupt gzip stream, a header the NIfTI parser
+    /// rejects, voxel data that do not fit the announced grid); `source` says why.
+    #[error("{}: {what}: {source}", path.display())]
+    Decode {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: BoxedError,
+    },
     /// The file is valid NIfTI, but holds data medseg does not handle (complex, RGB, ...).
     #[error("{}: {reason}", path.display())]
     Unsupported { path: PathBuf, reason: String },
@@ -27,8 +40,27 @@ pub enum VolumeError {
     /// A dataset folder problem (missing files, bad dataset.json, undeclared labels, ...).
     #[error("{}: {reason}", path.display())]
     Dataset { path: PathBuf, reason: String },
-    #[error("{}: {reason}", path.display())]
-    Image { path: PathBuf, reason: String },
+    /// A dataset folder without a readable `dataset.json`.
+    #[error("{}: cannot read dataset.json ({source}); a dataset folder needs one (see `medseg synth` for an example)", path.display())]
+    NoDatasetJson {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A JSON file that cannot be parsed (`what` = "invalid JSON") or serialized.
+    #[error("{}: {what}: {source}", path.display())]
+    Json {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A PNG that cannot be decoded or encoded.
+    #[error("{}: {source}", path.display())]
+    Image {
+        path: PathBuf,
+        #[source]
+        source: BoxedError,
+    },
 }
 
 impl VolumeError {
@@ -42,6 +74,23 @@ impl VolumeError {
         VolumeError::Unsupported {
             path: path.to_path_buf(),
             reason: reason.into(),
+        }
+    }
+    pub(crate) fn decode(
+        path: &std::path::Path,
+        what: &'static str,
+        source: impl Into<BoxedError>,
+    ) -> Self {
+        VolumeError::Decode {
+            path: path.to_path_buf(),
+            what,
+            source: source.into(),
+        }
+    }
+    pub(crate) fn image(path: &std::path::Path, source: impl Into<BoxedError>) -> Self {
+        VolumeError::Image {
+            path: path.to_path_buf(),
+            source: source.into(),
         }
     }
     pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {

@@ -201,9 +201,7 @@ impl Header {
     /// `set_qform`) from a geometry, keeping the codes.
     pub fn set_geometry(&mut self, g: &Geometry) {
         let a = g.affine();
-        for r in 0..3 {
-            self.srow[r] = a[r];
-        }
+        self.srow.copy_from_slice(&a[..3]);
         let mut rot = g.direction;
         let det = crate::geometry::det3(&rot);
         let qfac = if det < 0.0 { -1.0 } else { 1.0 };

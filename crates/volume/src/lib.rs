@@ -19,8 +19,8 @@ pub mod png;
 pub mod synth;
 mod volume;
 
-pub use error::VolumeError;
-pub use geometry::Geometry;
+pub use error::{BoxedError, VolumeError};
+pub use geometry::{Geometry, SINGULAR_RATIO, det3, invert3};
 pub use header::{DataType, Header, NiftiFormat};
 pub use nifti_io::{
     NiftiImage, NiftiScalar, WriteOptions, read_channels, read_header, read_labels, read_nifti,

@@ -116,7 +116,7 @@ fn into_volume(path: &Path, img: NiftiImage) -> Result<Volume<f32>, VolumeError>
     let data = img
         .data
         .into_shape_with_order((nk, nj, ni))
-        .map_err(|e| VolumeError::format(path, format!("unexpected data shape: {e}")))?;
+        .map_err(|e| VolumeError::decode(path, "unexpected data shape", e))?;
     Ok(Volume::new(data, geometry))
 }
 
@@ -127,7 +127,7 @@ pub fn read_labels(path: &Path) -> Result<Volume<u16>, VolumeError> {
     if let Some(bad) = v
         .data
         .iter()
-        .find(|&&x| !(x >= 0.0 && x <= 65535.0 && x.fract() == 0.0))
+        .find(|&&x| !((0.0..=65535.0).contains(&x) && x.fract() == 0.0))
     {
         return Err(VolumeError::format(
             path,
@@ -158,7 +158,7 @@ pub fn read_channels(paths: &[PathBuf]) -> Result<MultiChannel, VolumeError> {
         let data = img
             .data
             .into_shape_with_order((extra, nk, nj, ni))
-            .map_err(|e| VolumeError::format(first, format!("unexpected data shape: {e}")))?;
+            .map_err(|e| VolumeError::decode(first, "unexpected data shape", e))?;
         return Ok(MultiChannel { data, geometry });
     }
     let mut vols = Vec::with_capacity(paths.len());
@@ -236,15 +236,16 @@ fn read_maybe_gz(path: &Path, limit: Option<u64>) -> Result<(Vec<u8>, u64, bool)
                     .read_to_end(&mut out)
             }
         };
-        if let Err(e) = res {
-            if out.len() < 540 {
-                return Err(VolumeError::format(
-                    path,
-                    format!("corrupt gzip stream: {e}; the file is damaged or truncated"),
-                ));
-            }
-            // A damaged tail: keep what was decompressed; the size check reports truncation.
+        if let Err(e) = res
+            && out.len() < 540
+        {
+            return Err(VolumeError::decode(
+                path,
+                "corrupt gzip stream (the file is damaged or truncated)",
+                e,
+            ));
         }
+        // A damaged tail: keep what was decompressed; the size check reports truncation.
         Ok((out, disk_len, true))
     } else {
         Ok((raw, disk_len, false))
@@ -347,7 +348,7 @@ pub(crate) fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header, VolumeEr
 
 fn parse_nifti1(path: &Path, bytes: &[u8]) -> Result<Header, VolumeError> {
     let h = nifti::NiftiHeader::from_reader(&bytes[..348])
-        .map_err(|e| VolumeError::format(path, format!("invalid NIfTI-1 header: {e}")))?;
+        .map_err(|e| VolumeError::decode(path, "invalid NIfTI-1 header", e))?;
     let datatype =
         DataType::from_code(h.datatype as i64).map_err(|r| VolumeError::unsupported(path, r))?;
     let mut dim = [0i64; 8];

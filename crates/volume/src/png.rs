@@ -26,10 +26,7 @@ pub fn label_colour(label: u16) -> [u8; 3] {
 /// Reads a PNG as a single-slice volume (grayscale; colour images are converted to luminance)
 /// with unit spacing. Rows become `j`, columns `i`.
 pub fn read_png(path: &Path) -> Result<Volume<f32>, VolumeError> {
-    let img = image::open(path).map_err(|e| VolumeError::Image {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+    let img = image::open(path).map_err(|e| VolumeError::image(path, e))?;
     let g = img.to_luma32f();
     let (w, h) = g.dimensions();
     let scale = if matches!(img, image::DynamicImage::ImageLuma16(_)) {
@@ -38,12 +35,8 @@ pub fn read_png(path: &Path) -> Result<Volume<f32>, VolumeError> {
         255.0
     };
     let data: Vec<f32> = g.pixels().map(|p| (p.0[0] * scale).round()).collect();
-    let arr = Array3::from_shape_vec((1, h as usize, w as usize), data).map_err(|e| {
-        VolumeError::Image {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        }
-    })?;
+    let arr = Array3::from_shape_vec((1, h as usize, w as usize), data)
+        .map_err(|e| VolumeError::image(path, e))?;
     Ok(Volume::new(arr, Geometry::default()))
 }
 
@@ -118,10 +111,7 @@ pub fn write_overlay(
     let img = render_overlay(image, labels, upscale);
     let mut buf = Vec::new();
     img.write_to(&mut std::io::Cursor::new(&mut buf), image::ImageFormat::Png)
-        .map_err(|e| VolumeError::Image {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| VolumeError::image(path, e))?;
     crate::write_atomically(path, |w| std::io::Write::write_all(w, &buf))
 }
 
@@ -138,9 +128,6 @@ pub fn write_panels(path: &Path, panels: &[RgbImage]) -> Result<(), VolumeError>
     }
     let mut buf = Vec::new();
     out.write_to(&mut std::io::Cursor::new(&mut buf), image::ImageFormat::Png)
-        .map_err(|e| VolumeError::Image {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| VolumeError::image(path, e))?;
     crate::write_atomically(path, |w| std::io::Write::write_all(w, &buf))
 }

@@ -182,6 +182,9 @@ pub fn phantom(index: usize, cfg: &SynthConfig) -> (Volume<i16>, Volume<u16>) {
         rng.random_range(0.01..0.03),
         rng.random_range(0.01..0.03),
     ];
+    // 6.28, not TAU: the phantoms (and the fixtures and benchmarks made from them) are defined
+    // by this exact range of the seeded generator.
+    #[allow(clippy::approx_constant)]
     let bias_phase = [rng.random_range(0.0..6.28), rng.random_range(0.0..6.28)];
     let mut image = Array3::<i16>::zeros((n[2], n[1], n[0]));
     let mut label = Array3::<u16>::zeros((n[2], n[1], n[0]));
@@ -277,8 +280,11 @@ pub fn write_dataset(
         "file_ending": ".nii.gz",
         "synth": {"dims": cfg.dims, "seed": cfg.seed, "size": cfg.size},
     });
-    let text = serde_json::to_string_pretty(&json).unwrap_or_default();
-    crate::write_atomically(&dir.join("dataset.json"), |w| {
-        std::io::Write::write_all(w, text.as_bytes())
-    })
+    let path = dir.join("dataset.json");
+    let text = serde_json::to_string_pretty(&json).map_err(|source| VolumeError::Json {
+        path: path.clone(),
+        what: "cannot serialize JSON",
+        source,
+    })?;
+    crate::write_atomically(&path, |w| std::io::Write::write_all(w, text.as_bytes()))
 }
