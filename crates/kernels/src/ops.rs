@@ -216,7 +216,10 @@ fn upsample_by_pointwise(x: Tensor<5>, weight: Tensor<5>, bias: Option<Tensor<1>
 
 /// burn's `InstanceNorm::forward`; affine f32 norms of rank >= 3 run medseg's fused kernel.
 pub fn instance_norm<const D: usize>(norm: &InstanceNorm, x: Tensor<D>) -> Tensor<D> {
-    fused(norm, x, None).unwrap_or_else(|x| norm.forward(x))
+    match fused_norm_params(norm, &x) {
+        Some((gamma, beta)) => fused_instance_norm(x, gamma, beta, norm.epsilon, None),
+        None => norm.forward(x),
+    }
 }
 
 /// The norm followed by LeakyReLU(`slope`), as one fused kernel where medseg's apply (one
@@ -226,26 +229,24 @@ pub fn instance_norm_leaky_relu<const D: usize>(
     x: Tensor<D>,
     slope: f64,
 ) -> Tensor<D> {
-    fused(norm, x, Some(slope)).unwrap_or_else(|x| leaky_relu(norm.forward(x), slope))
+    match fused_norm_params(norm, &x) {
+        Some((gamma, beta)) => fused_instance_norm(x, gamma, beta, norm.epsilon, Some(slope)),
+        None => leaky_relu(norm.forward(x), slope),
+    }
 }
 
-/// The fused norm, or `Err(x)` back when it does not apply.
-fn fused<const D: usize>(
+/// `(gamma, beta)` when medseg's fused norm applies to `norm` on `x`, else `None`.
+fn fused_norm_params<const D: usize>(
     norm: &InstanceNorm,
-    x: Tensor<D>,
-    slope: Option<f64>,
-) -> Result<Tensor<D>, Tensor<D>> {
+    x: &Tensor<D>,
+) -> Option<(Tensor<1>, Tensor<1>)> {
     let on = medseg_kernels_on(&x.device()) && norm.affine && D >= 3 && x.dtype() == DType::F32;
-    match (&norm.gamma, &norm.beta) {
-        (Some(g), Some(b)) if on => {
-            let (g, b) = (g.val(), b.val());
-            if g.dtype() != DType::F32 || b.dtype() != DType::F32 {
-                return Err(x);
-            }
-            Ok(fused_instance_norm(x, g, b, norm.epsilon, slope))
-        }
-        _ => Err(x),
+    let (gamma, beta) = (norm.gamma.as_ref()?, norm.beta.as_ref()?);
+    if !on {
+        return None;
     }
+    let (gamma, beta) = (gamma.val(), beta.val());
+    (gamma.dtype() == DType::F32 && beta.dtype() == DType::F32).then_some((gamma, beta))
 }
 
 /// LeakyReLU (`x` where `x >= 0`, `slope * x` elsewhere): medseg's kernel on flex, burn's

@@ -102,6 +102,9 @@ pub unsafe fn forward_into(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
+// Index loops on purpose: `dx` and `j` index several register arrays and pointer offsets at
+// once, and the fixed trip counts let the compiler unroll them into straight FMA sequences.
+#[allow(clippy::needless_range_loop)]
 unsafe fn row(
     x: &[f32],
     wg: &[f32],
