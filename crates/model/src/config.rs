@@ -179,7 +179,7 @@ impl UNetConfig {
             }
             BottleneckKind::Transformer => {
                 let c = model.features[n - 1];
-                if model.heads == 0 || c % model.heads != 0 {
+                if model.heads == 0 || !c.is_multiple_of(model.heads) {
                     return bad(format!(
                         "transformer heads ({}) must divide the bottleneck features ({c})",
                         model.heads

@@ -172,7 +172,7 @@ impl Norm {
             NormKind::Group => {
                 let groups = (1..=8.min(channels))
                     .rev()
-                    .find(|g| channels % g == 0)
+                    .find(|g| channels.is_multiple_of(*g))
                     .unwrap_or(1);
                 Norm::Group(GroupNormConfig::new(groups, channels).init(device))
             }

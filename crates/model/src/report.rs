@@ -157,8 +157,8 @@ impl NetworkReport {
         );
         let _ = writeln!(
             s,
-            "\n{:<10} {:>5} {:<14} {:<12} {}",
-            "stage", "", "kernel", "stride", "output [C, spatial]"
+            "\n{:<10} {:>5} {:<14} {:<12} output [C, spatial]",
+            "stage", "", "kernel", "stride"
         );
         for st in &self.encoder {
             let _ = writeln!(

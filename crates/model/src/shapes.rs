@@ -233,7 +233,7 @@ fn not_divisible(cfg: &UNetConfig, patch: &[usize; 3]) -> Option<ModelError> {
     for a in first_axis..3 {
         let factor: usize = cfg.strides.iter().map(|s| s[a]).product();
         let p = patch[a];
-        if p % factor == 0 {
+        if p.is_multiple_of(factor) {
             continue;
         }
         let stage = cfg.strides.iter().rposition(|s| s[a] > 1).unwrap_or(0);
@@ -271,8 +271,8 @@ pub fn receptive_field(cfg: &UNetConfig, layers: &[LayerShape]) -> Option<[usize
             }
             // kernel = stride: every output voxel sees exactly one input voxel
             LayerKind::ConvTranspose => {
-                for a in 0..3 {
-                    jump[a] /= l.stride[a].max(1);
+                for (j, s) in jump.iter_mut().zip(l.stride) {
+                    *j /= s.max(1);
                 }
             }
             LayerKind::Concat | LayerKind::AttentionGate | LayerKind::Head => {}
