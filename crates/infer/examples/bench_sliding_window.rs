@@ -7,7 +7,7 @@
 //! Prints one JSON line: the median wall time of REPEATS (default 3) timed runs after one
 //! warm-up, the number of windows, and the fraction of the time spent outside the network's
 //! forward (window extraction, padding, Gaussian weighting, accumulation, softmax).
-//! MONAI's reference: `ref_infer_bench.py VOLUME --synthetic 256,192,48 --roi 64,64,64`.
+//! MONAI's side of the comparison, and the command that runs it: BENCHMARKS.md.
 
 use burn::tensor::Device;
 use medseg_infer::{NetworkForward, SlidingWindow};

@@ -157,7 +157,7 @@ fn plain_transposed<const N: usize>(kernel: &[usize], o: &ConvTransposeOptions<N
 }
 
 /// burn's `module::conv_transpose3d` (`weight` `[ci, co, k0, k1, k2]`); kernel = stride runs
-/// on medseg's kernels as [`upsample_by_pointwise`].
+/// on medseg's kernels as a pointwise conv to `co * s0 s1 s2` channels plus depth-to-space.
 pub fn conv_transpose3d(
     x: Tensor<5>,
     weight: Tensor<5>,

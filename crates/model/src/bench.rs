@@ -1,6 +1,7 @@
 //! `medseg bench train-step`: times forward + Dice+CE + backward + Adam step on random data
 //! (median after warm-up) and a forward-only pass, like nnU-Net's benchmark trainer and
-//! `ref/ref_train_bench.py` (no deep supervision, 2 classes, Adam lr 1e-3 — same workload).
+//! the PyTorch reference whose command BENCHMARKS.md gives (no deep supervision, 2 classes,
+//! Adam lr 1e-3 — same workload).
 
 use crate::config::UNetConfig;
 use crate::error::ModelError;
