@@ -11,7 +11,6 @@ use medseg_preprocess::{
     AugmentationConfig, Augmenter, FingerprintOptions, PlanOptions, fingerprint_dataset,
 };
 use medseg_volume::dataset::Dataset;
-use std::path::Path;
 
 /// Rejects settings that cannot train (before anything is written).
 pub fn check_settings(t: &TrainConfig) -> Result<(), TrainError> {
@@ -53,10 +52,10 @@ pub fn write_resolved_config(cfg: &ExperimentConfig, run: &RunLayout) -> Result<
 pub fn plan_for(
     cfg: &ExperimentConfig,
     dataset: &Dataset,
-    run_dir: &Path,
+    run: &RunLayout,
     obs: &mut dyn TrainObserver,
 ) -> Result<Plan, TrainError> {
-    let path = RunLayout::new(run_dir).plan();
+    let path = run.plan();
     if path.is_file() {
         obs.message(&format!("plan: reusing {}", path.display()));
         return Ok(Plan::load(&path)?);

@@ -83,7 +83,7 @@ impl<'a> Trainer<'a> {
         std::fs::create_dir_all(run.root()).map_err(|e| TrainError::io(run.root(), e))?;
         let dataset = Dataset::open(&cfg.dataset_dir())?;
         write_resolved_config(cfg, &run)?;
-        let plan = plan_for(cfg, &dataset, run.root(), obs)?;
+        let plan = plan_for(cfg, &dataset, &run, obs)?;
         let network = network_for(cfg, &plan)?;
         write_network(&network, &run)?;
         let data = FoldData::load(cfg, &dataset, &plan, &run, obs)?;
