@@ -92,12 +92,11 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     }
 
     stage(2, "training");
-    let state = run_dir.join(medseg_train::STATE_JSON);
-    let finished = state.is_file()
-        && medseg_train::state::TrainState::load(&state)
+    let run = medseg_infer::RunLayout::new(&run_dir);
+    let finished = run.can_resume()
+        && medseg_train::state::TrainState::load(&run.training_state())
             .map(|s| s.finished)
-            .unwrap_or(false)
-        && run_dir.join(medseg_infer::WEIGHTS_LAST).is_file();
+            .unwrap_or(false);
     if finished && !args.fresh {
         eprintln!(
             "using the finished run in {} (--fresh retrains)",
@@ -108,15 +107,14 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             std::fs::remove_dir_all(&run_dir)
                 .with_context(|| format!("removing {}", run_dir.display()))?;
         }
-        let resume = state.is_file() && run_dir.join(medseg_infer::WEIGHTS_LAST).is_file();
         let s = super::train::run_with(
             &cfg,
-            resume,
+            run.can_resume(),
             args.device.device,
             super::train::install_interrupt(),
         )?;
         super::train::print_summary(&s);
-        if s.interrupted {
+        if s.outcome.is_interrupted() {
             anyhow::bail!("training was interrupted; run `medseg demo` again to resume");
         }
     }
@@ -195,7 +193,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     println!("predictions  {}", preds.display());
     println!("report       {}", report_dir.join("report.md").display());
     println!("overlay      {}", overlay.display());
-    println!("curves       {}", run_dir.join("curves.png").display());
+    println!("curves       {}", run.curves().display());
     eprintln!(
         "demo finished in {:.1} min",
         t0.elapsed().as_secs_f64() / 60.0

@@ -4,7 +4,9 @@ use super::args::{ConfigArgs, Device, DeviceArgs, ThreadArgs};
 use anyhow::Result;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use medseg_config::ExperimentConfig;
-use medseg_train::{EpochRecord, TrainObserver, TrainOptions, TrainSummary};
+use medseg_train::{
+    ClassLabels, EpochRecord, TrainObserver, TrainOptions, TrainOutcome, TrainSummary,
+};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -194,14 +196,10 @@ pub fn install_interrupt() -> Arc<AtomicBool> {
 pub fn label_names_of(cfg: &ExperimentConfig) -> Vec<(String, String)> {
     medseg_volume::dataset::Dataset::open(&cfg.dataset_dir())
         .map(|d| {
-            let mut v: Vec<(u16, String)> = d
-                .labels
+            ClassLabels::new(&d.labels)
                 .iter()
-                .filter(|(_, id)| **id != 0)
-                .map(|(n, id)| (*id, n.clone()))
-                .collect();
-            v.sort();
-            v.into_iter().map(|(id, n)| (id.to_string(), n)).collect()
+                .map(|(id, n)| (id.to_string(), n.to_string()))
+                .collect()
         })
         .unwrap_or_default()
 }
@@ -234,17 +232,18 @@ pub fn run(args: &TrainArgs) -> Result<()> {
 
 pub fn print_summary(s: &TrainSummary) {
     let mins = s.seconds / 60.0;
-    if s.interrupted {
-        eprintln!(
+    match s.outcome {
+        TrainOutcome::Interrupted { .. } => eprintln!(
             "interrupted after {} epochs ({mins:.1} min); resume with --resume",
             s.epochs_done
-        );
-    } else {
-        eprintln!(
-            "trained {} epochs in {mins:.1} min{}",
-            s.epochs_done,
-            if s.early_stopped { " (early stop)" } else { "" }
-        );
+        ),
+        TrainOutcome::EarlyStopped { .. } => eprintln!(
+            "trained {} epochs in {mins:.1} min (early stop)",
+            s.epochs_done
+        ),
+        TrainOutcome::Finished => {
+            eprintln!("trained {} epochs in {mins:.1} min", s.epochs_done)
+        }
     }
     if let (Some(d), Some(e)) = (s.best_dice, s.best_epoch) {
         eprintln!("best validation Dice {d:.4} (foreground mean, epoch {e})");

@@ -9,6 +9,9 @@ pub enum InferError {
     Preprocess(#[from] medseg_preprocess::PreprocessError),
     #[error(transparent)]
     Model(#[from] medseg_model::ModelError),
+    /// Display leaves the cause to the error chain (the binary joins it into one line).
+    #[error("invalid inference setting")]
+    Postprocess(#[from] medseg_postprocess::PostprocessError),
     #[error("{}: {reason}", path.display())]
     RunDir { path: PathBuf, reason: String },
     #[error("case {case}: {reason}")]

@@ -1,13 +1,23 @@
 //! medseg-infer: segmenting new volumes with a trained run directory.
 //!
+//! A case goes through three stages, each a named piece of this crate:
+//!
+//! ```text
+//! file grid --preprocess_case (the run's plan)--> network grid
+//!   --Segmenter::probabilities (SlidingWindow x models)--> probabilities, network grid
+//!   --Segmenter::labels (restore, argmax, postprocess)--> label map, file grid
+//!   --write_prediction--> CASE.nii.gz with the input's exact header geometry
+//! ```
+//!
+//! * [`RunLayout`]: every file of a run directory (the layout `medseg train` writes and
+//!   everything else reads); [`RunDir`] opens a run (config, plan, network, weights).
 //! * [`SlidingWindow`]: nnU-Net's sliding window (overlap, Gaussian importance weights, batched
 //!   windows, mirroring TTA, padding) over a preprocessed volume, on ndarray with any forward
 //!   function; [`NetworkForward`] plugs a burn [`medseg_model::UNet`] into it.
-//! * [`RunDir`]: what a training run left behind (config, plan, network, weights).
-//! * [`Predictor`]: one case end to end — the plan's preprocessing, sliding window (several
-//!   models ensembled by averaging probabilities), back onto the input grid, argmax,
-//!   postprocessing — and [`write_prediction`], which writes the label map with the input's
-//!   exact header geometry.
+//! * [`Segmenter`]: the one implementation of sliding window -> restore -> argmax ->
+//!   postprocess, shared by `medseg predict` and medseg-train's whole-volume validation.
+//! * [`Predictor`]: one case end to end — the plan's preprocessing, then the [`Segmenter`]
+//!   over one run or an ensemble of folds — and [`write_prediction`].
 
 mod device;
 mod error;
@@ -15,14 +25,14 @@ mod gaussian;
 mod network;
 mod predictor;
 mod run_dir;
+mod segment;
 mod sliding_window;
 
 pub use device::{DEVICE_NAMES, select_device};
 pub use error::InferError;
 pub use gaussian::{gaussian_importance_map, uniform_map};
 pub use network::NetworkForward;
-pub use predictor::{
-    CasePrediction, Predictor, ensemble_probabilities, window_for, write_prediction,
-};
-pub use run_dir::{NETWORK_JSON, RunDir, WEIGHTS_BEST, WEIGHTS_LAST};
+pub use predictor::{Predictor, window_for, write_prediction};
+pub use run_dir::{RunDir, RunLayout};
+pub use segment::{CasePrediction, Segmenter, ensemble_probabilities};
 pub use sliding_window::{SlidingWindow, softmax_channels};

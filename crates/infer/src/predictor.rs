@@ -1,18 +1,16 @@
-//! One case from file grid to label map: the plan's preprocessing, the sliding window (an
-//! ensemble averages the probabilities of several runs), back onto the input's grid, argmax,
-//! postprocessing.
+//! One case from file grid to label map: the plan's preprocessing, then the prediction chain
+//! of [`crate::Segmenter`] (sliding window, an ensemble averaging the probabilities of several
+//! runs, back onto the input's grid, argmax, postprocessing).
 
-use crate::{InferError, NetworkForward, RunDir, SlidingWindow};
+use crate::{CasePrediction, InferError, RunDir, Segmenter, SlidingWindow};
 use burn::tensor::Device;
 use medseg_config::{InferenceConfig, PostprocessConfig};
 use medseg_model::UNet;
-use medseg_postprocess::{Postprocessor, argmax};
-use medseg_preprocess::pipeline::{
-    preprocess_case, restore_channel_to_original, restore_to_original,
-};
+use medseg_postprocess::Postprocessor;
+use medseg_preprocess::pipeline::preprocess_case;
 use medseg_preprocess::plan::Plan;
 use medseg_volume::{Header, MultiChannel, Volume, WriteOptions, write_volume};
-use ndarray::{Array3, Array4};
+use ndarray::Array3;
 use std::path::Path;
 
 /// A segmenter built from one or more run directories (folds) sharing one plan.
@@ -23,14 +21,6 @@ pub struct Predictor {
     pub window: SlidingWindow,
     pub postprocess: Postprocessor,
     pub num_classes: usize,
-}
-
-/// A prediction on the input's grid.
-pub struct CasePrediction {
-    /// Label map `[k, j, i]` after postprocessing.
-    pub labels: Array3<u16>,
-    /// Per-class probabilities `[classes, k, j, i]` (background first), when asked for.
-    pub probabilities: Option<Array4<f32>>,
 }
 
 impl Predictor {
@@ -68,8 +58,7 @@ impl Predictor {
             .collect::<Result<Vec<_>, _>>()?;
         let inf = inference.unwrap_or(&first.config.inference);
         let window = window_for(&first.plan, inf)?;
-        let post = Postprocessor::new(postprocess.unwrap_or(&first.config.postprocess))
-            .map_err(|e| InferError::Config(e.to_string()))?;
+        let post = Postprocessor::new(postprocess.unwrap_or(&first.config.postprocess))?;
         Ok(Self {
             plan: first.plan.clone(),
             models,
@@ -108,63 +97,21 @@ impl Predictor {
         let pre =
             preprocess_case(&images, None, &self.plan).map_err(|e| case_err(e.to_string()))?;
         drop(images);
-        let probs = ensemble_probabilities(
-            &self.models,
-            &self.device,
-            &self.window,
-            &pre.image,
-            on_window,
-        )?;
+        let segmenter = self.segmenter();
+        let probs = segmenter.probabilities(&pre.image, on_window)?;
         drop(pre.image);
-        let (mut labels, probabilities) = if keep_probabilities {
-            let p = restore_to_original(probs.view(), &pre.props)
-                .map_err(|e| case_err(e.to_string()))?;
-            drop(probs);
-            (argmax(p.view()), Some(p))
-        } else {
-            (
-                running_argmax(&probs, &pre.props).map_err(|e| case_err(e.to_string()))?,
-                None,
-            )
-        };
-        self.postprocess.apply(&mut labels, spacing);
-        Ok(CasePrediction {
-            labels,
-            probabilities,
-        })
+        segmenter.labels(case, probs, &pre.props, spacing, keep_probabilities)
     }
-}
 
-/// Argmax over classes on the file's grid, restoring one class at a time (ties go to the lower
-/// class, as [`argmax`] does).
-fn running_argmax(
-    probs: &Array4<f32>,
-    props: &medseg_preprocess::CaseProperties,
-) -> Result<Array3<u16>, medseg_preprocess::PreprocessError> {
-    let mut best: Option<Array3<f32>> = None;
-    let mut labels: Option<Array3<u16>> = None;
-    for (k, ch) in probs.outer_iter().enumerate() {
-        let fill = if k == 0 { 1.0 } else { 0.0 };
-        let r = restore_channel_to_original(ch, fill, props)?;
-        match (&mut best, &mut labels) {
-            (Some(b), Some(l)) => {
-                ndarray::Zip::from(b)
-                    .and(l)
-                    .and(&r)
-                    .par_for_each(|b, l, &v| {
-                        if v > *b {
-                            *b = v;
-                            *l = k as u16;
-                        }
-                    });
-            }
-            _ => {
-                labels = Some(Array3::zeros(r.raw_dim()));
-                best = Some(r);
-            }
+    /// The prediction chain over this predictor's models and settings.
+    pub fn segmenter(&self) -> Segmenter<'_> {
+        Segmenter {
+            models: &self.models,
+            device: &self.device,
+            window: &self.window,
+            postprocess: &self.postprocess,
         }
     }
-    Ok(labels.unwrap_or_else(|| Array3::zeros(props.original_shape_kji)))
 }
 
 /// Sliding-window settings from a plan and the `[inference]` section.
@@ -181,36 +128,6 @@ pub fn window_for(plan: &Plan, inf: &InferenceConfig) -> Result<SlidingWindow, I
     w.tta = inf.tta;
     w.batch_size = inf.batch_size.max(1);
     Ok(w)
-}
-
-/// Mean of the models' sliding-window probabilities on a preprocessed image `[c, k, j, i]`.
-pub fn ensemble_probabilities(
-    models: &[UNet],
-    device: &Device,
-    window: &SlidingWindow,
-    image: &Array4<f32>,
-    on_window: &mut dyn FnMut(usize, usize),
-) -> Result<Array4<f32>, InferError> {
-    let mut sum: Option<Array4<f32>> = None;
-    let n = models.len();
-    for (m, model) in models.iter().enumerate() {
-        let net = NetworkForward {
-            model,
-            device: device.clone(),
-        };
-        let mut f = |x| net.forward(x);
-        let mut progress = |done: usize, total: usize| on_window(m * total + done, n * total);
-        let p = window.predict(image.view(), &mut f, &mut progress)?;
-        match &mut sum {
-            None => sum = Some(p),
-            Some(s) => *s += &p,
-        }
-    }
-    let mut s = sum.ok_or_else(|| InferError::Config("no model given".into()))?;
-    if n > 1 {
-        s.mapv_inplace(|v| v / n as f32);
-    }
-    Ok(s)
 }
 
 /// Writes a label map with `reference`'s exact header geometry (uint8 when every label fits,

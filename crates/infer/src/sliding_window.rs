@@ -90,7 +90,40 @@ impl SlidingWindow {
         forward: &mut dyn FnMut(Array5<f32>) -> Result<Array5<f32>, InferError>,
         on_window: &mut dyn FnMut(usize, usize),
     ) -> Result<Array4<f32>, InferError> {
-        let (nc, d, h, w) = image.dim();
+        self.check_settings()?;
+        // Pad (centred, zeros = the normalized mean) where the volume is smaller than the patch.
+        let (_, d, h, w) = image.dim();
+        let shape = [d, h, w];
+        let padded_shape = [0, 1, 2].map(|a| shape[a].max(self.patch[a]));
+        let pad_lo = [0, 1, 2].map(|a| (padded_shape[a] - shape[a]) / 2);
+        let padded = (padded_shape != shape).then(|| pad(image, padded_shape, pad_lo));
+        let img = padded.as_ref().map_or(image, |p| p.view());
+        let weights = if self.gaussian {
+            gaussian_importance_map(self.patch, 1.0 / 8.0)
+        } else {
+            uniform_map(self.patch)
+        };
+        let mut sum = WeightedSum::new(weights, padded_shape);
+        let windows = self.windows(padded_shape);
+        let mut done = 0;
+        for chunk in windows.chunks(self.batch_size.max(1)) {
+            let out = self.forward_tta(self.gather(img, chunk), forward)?;
+            self.check_output(&out, chunk.len())?;
+            sum.add(&out, chunk)?;
+            done += chunk.len();
+            on_window(done, windows.len());
+        }
+        let logits = sum.mean()?;
+        if padded_shape == shape {
+            return Ok(logits);
+        }
+        let [z, y, x] = pad_lo;
+        Ok(logits
+            .slice(s![.., z..z + d, y..y + h, x..x + w])
+            .to_owned())
+    }
+
+    fn check_settings(&self) -> Result<(), InferError> {
         if self.patch.contains(&0) {
             return Err(InferError::Config(format!(
                 "patch size {:?} has a zero extent",
@@ -103,100 +136,36 @@ impl SlidingWindow {
                 self.overlap
             )));
         }
-        // Pad (centred, zeros = the normalized mean) where the volume is smaller than the patch.
-        let shape = [d, h, w];
-        let padded_shape = [0, 1, 2].map(|a| shape[a].max(self.patch[a]));
-        let pad_lo = [0, 1, 2].map(|a| (padded_shape[a] - shape[a]) / 2);
-        let padded;
-        let img = if padded_shape != shape {
-            let mut p =
-                Array4::<f32>::zeros((nc, padded_shape[0], padded_shape[1], padded_shape[2]));
-            p.slice_mut(s![
-                ..,
-                pad_lo[0]..pad_lo[0] + d,
-                pad_lo[1]..pad_lo[1] + h,
-                pad_lo[2]..pad_lo[2] + w
-            ])
-            .assign(&image);
-            padded = p;
-            padded.view()
-        } else {
-            image
-        };
-        let weights: Array3<f32> = if self.gaussian {
-            gaussian_importance_map(self.patch, 1.0 / 8.0)
-        } else {
-            uniform_map(self.patch)
-        };
+        Ok(())
+    }
+
+    /// The windows at `corners` as one batch `[b, channels, pd, ph, pw]`.
+    fn gather(&self, img: ArrayView4<f32>, corners: &[[usize; 3]]) -> Array5<f32> {
         let [pd, ph, pw] = self.patch;
-        let windows = self.windows(padded_shape);
-        let total = windows.len();
-        let mut acc: Option<Array4<f32>> = None;
-        let mut wsum = Array3::<f32>::zeros((padded_shape[0], padded_shape[1], padded_shape[2]));
-        let batch = self.batch_size.max(1);
-        let mut done = 0;
-        for chunk in windows.chunks(batch) {
-            let mut x = Array5::<f32>::zeros((chunk.len(), nc, pd, ph, pw));
-            for (b, &[z, y, xx]) in chunk.iter().enumerate() {
-                x.index_axis_mut(Axis(0), b).assign(&img.slice(s![
-                    ..,
-                    z..z + pd,
-                    y..y + ph,
-                    xx..xx + pw
-                ]));
-            }
-            let out = self.forward_tta(x, forward)?;
-            let nk = out.shape()[1];
-            if out.shape() != [chunk.len(), nk, pd, ph, pw] {
-                return Err(InferError::Shape(format!(
-                    "the network returned {:?} for a batch of {} windows of {:?}",
-                    out.shape(),
-                    chunk.len(),
-                    self.patch
-                )));
-            }
-            let acc = acc.get_or_insert_with(|| {
-                Array4::<f32>::zeros((nk, padded_shape[0], padded_shape[1], padded_shape[2]))
-            });
-            if acc.shape()[0] != nk {
-                return Err(InferError::Shape(
-                    "the number of classes changed between windows".into(),
-                ));
-            }
-            for (b, &[z, y, xx]) in chunk.iter().enumerate() {
-                let o = out.index_axis(Axis(0), b);
-                for k in 0..nk {
-                    let mut dst = acc.slice_mut(s![k, z..z + pd, y..y + ph, xx..xx + pw]);
-                    ndarray::Zip::from(&mut dst)
-                        .and(&o.index_axis(Axis(0), k))
-                        .and(&weights)
-                        .for_each(|a, &v, &g| {
-                            *a += v * g;
-                        });
-                }
-                let mut ws = wsum.slice_mut(s![z..z + pd, y..y + ph, xx..xx + pw]);
-                ws += &weights;
-            }
-            done += chunk.len();
-            on_window(done, total);
+        let mut x = Array5::<f32>::zeros((corners.len(), img.shape()[0], pd, ph, pw));
+        for (b, &[z, y, xx]) in corners.iter().enumerate() {
+            x.index_axis_mut(Axis(0), b).assign(&img.slice(s![
+                ..,
+                z..z + pd,
+                y..y + ph,
+                xx..xx + pw
+            ]));
         }
-        let mut acc = acc.ok_or_else(|| InferError::Shape("no windows".into()))?;
-        for mut k in acc.outer_iter_mut() {
-            ndarray::Zip::from(&mut k)
-                .and(&wsum)
-                .for_each(|a, &ws| *a /= ws);
+        x
+    }
+
+    /// The network must return one logit map per window, of the window's extents.
+    fn check_output(&self, out: &Array5<f32>, windows: usize) -> Result<(), InferError> {
+        let [pd, ph, pw] = self.patch;
+        if out.shape() != [windows, out.shape()[1], pd, ph, pw] {
+            return Err(InferError::Shape(format!(
+                "the network returned {:?} for a batch of {} windows of {:?}",
+                out.shape(),
+                windows,
+                self.patch
+            )));
         }
-        if padded_shape != shape {
-            acc = acc
-                .slice(s![
-                    ..,
-                    pad_lo[0]..pad_lo[0] + d,
-                    pad_lo[1]..pad_lo[1] + h,
-                    pad_lo[2]..pad_lo[2] + w
-                ])
-                .to_owned();
-        }
-        Ok(acc)
+        Ok(())
     }
 
     /// Forward with mirroring TTA: the mean of the logits of every combination of flips over
@@ -238,6 +207,82 @@ impl SlidingWindow {
         let mut s = sum.ok_or_else(|| InferError::Shape("no TTA pass".into()))?;
         s.mapv_inplace(|v| v / n as f32);
         Ok(s)
+    }
+}
+
+/// `image` centred in zeros of `padded_shape`, `pad_lo` voxels before it on each axis.
+fn pad(image: ArrayView4<f32>, padded_shape: [usize; 3], pad_lo: [usize; 3]) -> Array4<f32> {
+    let (nc, d, h, w) = image.dim();
+    let [pz, py, px] = padded_shape;
+    let [z, y, x] = pad_lo;
+    let mut p = Array4::<f32>::zeros((nc, pz, py, px));
+    p.slice_mut(s![.., z..z + d, y..y + h, x..x + w])
+        .assign(&image);
+    p
+}
+
+/// Importance-weighted sum of window logits over the (padded) volume, and the sum of the
+/// weights, for the weighted mean.
+struct WeightedSum {
+    weights: Array3<f32>,
+    shape: [usize; 3],
+    logits: Option<Array4<f32>>,
+    weight_sum: Array3<f32>,
+}
+
+impl WeightedSum {
+    fn new(weights: Array3<f32>, shape: [usize; 3]) -> Self {
+        Self {
+            weights,
+            shape,
+            logits: None,
+            weight_sum: Array3::zeros((shape[0], shape[1], shape[2])),
+        }
+    }
+
+    /// Adds the logits `out` `[b, classes, pd, ph, pw]` of the windows at `corners`.
+    fn add(&mut self, out: &Array5<f32>, corners: &[[usize; 3]]) -> Result<(), InferError> {
+        let nk = out.shape()[1];
+        let [pd, ph, pw] = [2, 3, 4].map(|a| out.shape()[a]);
+        let [d, h, w] = self.shape;
+        let acc = self
+            .logits
+            .get_or_insert_with(|| Array4::<f32>::zeros((nk, d, h, w)));
+        if acc.shape()[0] != nk {
+            return Err(InferError::Shape(
+                "the number of classes changed between windows".into(),
+            ));
+        }
+        for (b, &[z, y, xx]) in corners.iter().enumerate() {
+            let o = out.index_axis(Axis(0), b);
+            for k in 0..nk {
+                let mut dst = acc.slice_mut(s![k, z..z + pd, y..y + ph, xx..xx + pw]);
+                ndarray::Zip::from(&mut dst)
+                    .and(&o.index_axis(Axis(0), k))
+                    .and(&self.weights)
+                    .for_each(|a, &v, &g| {
+                        *a += v * g;
+                    });
+            }
+            let mut ws = self
+                .weight_sum
+                .slice_mut(s![z..z + pd, y..y + ph, xx..xx + pw]);
+            ws += &self.weights;
+        }
+        Ok(())
+    }
+
+    /// The weighted mean logits `[classes, d, h, w]`.
+    fn mean(self) -> Result<Array4<f32>, InferError> {
+        let mut acc = self
+            .logits
+            .ok_or_else(|| InferError::Shape("no windows".into()))?;
+        for mut k in acc.outer_iter_mut() {
+            ndarray::Zip::from(&mut k)
+                .and(&self.weight_sum)
+                .for_each(|a, &ws| *a /= ws);
+        }
+        Ok(acc)
     }
 }
 

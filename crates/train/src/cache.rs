@@ -7,6 +7,7 @@
 //! [`CaseProperties`] (how to map predictions back onto the file's grid).
 
 use crate::TrainError;
+use crate::error::write_json;
 use medseg_preprocess::ClassLocations;
 use medseg_preprocess::pipeline::{CaseProperties, preprocess_case};
 use medseg_preprocess::plan::Plan;
@@ -88,6 +89,28 @@ fn sources(case: &Case) -> Result<Vec<SourceStamp>, TrainError> {
     Ok(v)
 }
 
+/// Reads and preprocesses one case and writes it to the cache files.
+fn build_case(
+    case: &Case,
+    plan: &Plan,
+    img_path: &Path,
+    seg_path: &Path,
+) -> Result<(Array4<f32>, Array3<u16>, CaseProperties), TrainError> {
+    let images = read_channels(&case.images)?;
+    let label_path = case.label.as_ref().ok_or_else(|| TrainError::Case {
+        case: case.name.clone(),
+        reason: "has no label file".into(),
+    })?;
+    let label = read_labels(label_path)?;
+    let pre = preprocess_case(&images, Some(&label), plan)?;
+    let seg = pre.label.ok_or_else(|| TrainError::Case {
+        case: case.name.clone(),
+        reason: "label lost in preprocessing".into(),
+    })?;
+    write_cached(img_path, seg_path, &pre.image, &seg)?;
+    Ok((pre.image, seg, pre.props))
+}
+
 /// Loads (or computes and stores) the preprocessed form of `cases`. `on_case(name, cached)`
 /// reports progress. Cases are processed one at a time, so memory holds the finished cases
 /// plus a few copies of the current one.
@@ -99,9 +122,12 @@ pub fn load_or_build(
     on_case: &mut dyn FnMut(&str, bool),
 ) -> Result<Vec<CachedCase>, TrainError> {
     std::fs::create_dir_all(cache_dir).map_err(|e| TrainError::io(cache_dir, e))?;
-    let plan_text = serde_json::to_string(plan).unwrap_or_default();
-    let plan_hash = fnv64(plan_text.as_bytes());
     let manifest_path = cache_dir.join("manifest.json");
+    let plan_text = serde_json::to_string(plan).map_err(|source| TrainError::Json {
+        path: manifest_path.clone(),
+        source,
+    })?;
+    let plan_hash = fnv64(plan_text.as_bytes());
     let mut manifest: Manifest = std::fs::read_to_string(&manifest_path)
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
@@ -112,9 +138,12 @@ pub fn load_or_build(
         });
     let mut out = Vec::with_capacity(cases.len());
     for (idx, case) in cases.iter().enumerate() {
-        let wrap = |e: TrainError| TrainError::Case {
-            case: case.name.clone(),
-            reason: e.to_string(),
+        let wrap = |e: TrainError| match e {
+            TrainError::Case { .. } => e,
+            e => TrainError::Case {
+                case: case.name.clone(),
+                reason: e.to_string(),
+            },
         };
         let src = sources(case).map_err(wrap)?;
         let img_path = cache_dir.join(format!("{}_img.nii", case.name));
@@ -131,31 +160,17 @@ pub fn load_or_build(
         }) {
             Some((image, label, props)) => (image, label, props, true),
             None => {
-                let images = read_channels(&case.images).map_err(|e| wrap(e.into()))?;
-                let label_path = case.label.as_ref().ok_or_else(|| TrainError::Case {
-                    case: case.name.clone(),
-                    reason: "has no label file".into(),
-                })?;
-                let label = read_labels(label_path).map_err(|e| wrap(e.into()))?;
-                let pre =
-                    preprocess_case(&images, Some(&label), plan).map_err(|e| wrap(e.into()))?;
-                let seg = pre.label.ok_or_else(|| TrainError::Case {
-                    case: case.name.clone(),
-                    reason: "label lost in preprocessing".into(),
-                })?;
-                write_cached(&img_path, &seg_path, &pre.image, &seg).map_err(wrap)?;
+                let (image, label, props) =
+                    build_case(case, plan, &img_path, &seg_path).map_err(wrap)?;
                 manifest.cases.insert(
                     case.name.clone(),
                     CacheEntry {
                         sources: src,
-                        props: pre.props.clone(),
+                        props: props.clone(),
                     },
                 );
-                let text = serde_json::to_string_pretty(&manifest).unwrap_or_default();
-                medseg_volume::write_atomically(&manifest_path, |w| {
-                    std::io::Write::write_all(w, text.as_bytes())
-                })?;
-                (pre.image, seg, pre.props, false)
+                write_json(&manifest_path, &manifest)?;
+                (image, label, props, false)
             }
         };
         let locations = ClassLocations::from_label(label.view(), 10_000, seed ^ idx as u64);

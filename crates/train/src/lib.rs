@@ -1,28 +1,51 @@
 //! medseg-train: from a TOML experiment config to a trained, self-contained run directory.
 //!
-//! [`train`] plans the dataset (or reuses `plan.json`), preprocesses every case once into a
-//! cache, draws augmented patches with foreground oversampling on background threads
-//! ([`loader`]), runs burn training steps (Dice + CE with deep supervision by default, AdamW or
-//! SGD with Nesterov, poly/cosine/constant schedules with warm-up, gradient clipping),
-//! validates on whole volumes exactly as the final evaluation scores them ([`validate`]), and
-//! keeps `last`/`best` checkpoints, `train_log.csv`, `curves.png` and `summary.json`.
-//! Everything random derives from the config's seed; `--resume` continues where a run stopped.
+//! [`train`] runs named stages, after nnU-Net's `run_training` ([`trainer`] has the outline):
+//!
+//! * **setup** ([`setup`], [`data`]): check the settings, write the resolved `config.toml`,
+//!   plan the dataset (or reuse `plan.json`), write `network.json`, split into folds
+//!   ([`splits`]) and preprocess every case once into the cache ([`cache`]); build the model,
+//!   optimizer and loss ([`learner`]) and, with `--resume`, load the last checkpoint and
+//!   [`state`].
+//! * **epochs**: optimizer steps over augmented patches drawn with foreground oversampling on
+//!   background threads ([`loader`]; Dice + CE with deep supervision by default, AdamW or SGD
+//!   with Nesterov, poly/cosine/constant [`schedule`]s with warm-up, gradient clipping).
+//! * **validation** ([`validate`]): whole volumes through medseg-infer's
+//!   [`medseg_infer::Segmenter`], the same chain `medseg predict` runs, scored as the final
+//!   evaluation scores them; the best foreground-mean Dice keeps `checkpoint_best.bpk`.
+//! * **checkpointing and logging** ([`learner`], [`log`]): `checkpoint_last.bpk` +
+//!   `optimizer_last.bpk` + `training_state.json`, `train_log.csv`, `curves.png`.
+//! * **finish** ([`summary`]): `model.safetensors`, the final validation with every metric,
+//!   `summary.json`.
+//!
+//! Every file name comes from [`medseg_infer::RunLayout`], the one description of a run
+//! directory. A run ends in a [`TrainOutcome`] (finished, interrupted through
+//! [`TrainOptions::interrupt`], early-stopped) or an error ([`TrainError::NonFiniteLoss`]
+//! when the loss is no longer finite). Everything random derives from the config's seed;
+//! `--resume` continues where a run stopped, with the same batches and learning rates.
 
 pub mod cache;
+pub mod data;
 mod error;
+mod labels;
+pub mod learner;
 pub mod loader;
 pub mod log;
 pub mod schedule;
+pub mod setup;
 pub mod splits;
 pub mod state;
-mod trainer;
+pub mod summary;
+pub mod trainer;
 pub mod validate;
 
 pub use error::TrainError;
+pub use labels::ClassLabels;
 pub use log::EpochRecord;
-pub use trainer::{
-    OPTIMIZER_LAST, STATE_JSON, TrainOptions, TrainSummary, network_for, plan_for, train,
-};
+pub use setup::{network_for, plan_for};
+pub use summary::{TrainOptions, TrainOutcome, TrainSummary};
+pub use trainer::train;
+pub use validate::Validation;
 
 /// Receives progress from [`train`]; the binary draws bars, tests stay quiet.
 pub trait TrainObserver {

@@ -12,6 +12,7 @@ use medseg_preprocess::{Augmenter, PatchSampler};
 use ndarray::{Array4, Array5, Axis};
 use rand::Rng;
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
@@ -96,15 +97,16 @@ fn batch_result(index: usize, image: Array5<f32>, label: Array4<u16>) -> Batch {
 
 /// Runs `consume` on batches `0..count` of `epoch`, in order, while `settings.workers`
 /// threads prepare the next ones (at most two per worker wait in the channel). An error in a
-/// worker stops the epoch with the case name and the cause; `consume` returning an error stops
-/// the workers.
+/// worker stops the epoch with the case name and the cause; `consume` returning an error or
+/// [`ControlFlow::Break`] stops the workers, and the result says which batches ran:
+/// `Continue` when all `count` did, `Break` when `consume` stopped early.
 pub fn for_each_batch(
     cases: &[CachedCase],
     settings: &LoaderSettings,
     epoch: usize,
     count: usize,
-    consume: &mut dyn FnMut(Batch) -> Result<(), TrainError>,
-) -> Result<(), TrainError> {
+    consume: &mut dyn FnMut(Batch) -> Result<ControlFlow<()>, TrainError>,
+) -> Result<ControlFlow<()>, TrainError> {
     let workers = settings.workers.max(1);
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
@@ -132,7 +134,9 @@ pub fn for_each_batch(
             while next < count {
                 if let Some(b) = pending.remove(&next) {
                     next += 1;
-                    consume(b)?;
+                    if consume(b)?.is_break() {
+                        return Ok(ControlFlow::Break(()));
+                    }
                     continue;
                 }
                 match rx.recv() {
@@ -147,7 +151,7 @@ pub fn for_each_batch(
                     }
                 }
             }
-            Ok(())
+            Ok(ControlFlow::Continue(()))
         })();
         stop.store(true, Ordering::Relaxed);
         drop(rx);

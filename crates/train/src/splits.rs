@@ -75,8 +75,7 @@ pub fn load_or_create(
         return Ok(splits);
     }
     let splits = kfold(cases, folds, seed);
-    let text = serde_json::to_string_pretty(&splits).unwrap_or_default();
-    medseg_volume::write_atomically(path, |w| std::io::Write::write_all(w, text.as_bytes()))?;
+    crate::error::write_json(path, &splits)?;
     Ok(splits)
 }
 

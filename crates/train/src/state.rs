@@ -48,8 +48,6 @@ impl TrainState {
     }
 
     pub fn save(&self, path: &Path) -> Result<(), TrainError> {
-        let text = serde_json::to_string_pretty(self).unwrap_or_default();
-        medseg_volume::write_atomically(path, |w| std::io::Write::write_all(w, text.as_bytes()))?;
-        Ok(())
+        crate::error::write_json(path, self)
     }
 }

@@ -1,586 +1,332 @@
-//! The training loop: config -> plan -> cache -> batches -> burn steps -> validation ->
-//! checkpoints, logs and a self-contained run directory.
+//! The training run as named stages, after nnU-Net's `run_training`:
+//!
+//! ```text
+//! train()
+//!   Trainer::setup        settings, config.toml, plan, network.json, splits + cache, model,
+//!                         optimizer, resume state, validator
+//!   Trainer::run          for each epoch:
+//!     train_epoch           optimizer steps over the loader's batches (stops on interrupt)
+//!     on_epoch_end          progress, periodic validation + best checkpoint, log and curves
+//!     checkpoint            last checkpoint, early-stopping decision
+//!   Trainer::finish       model.safetensors, final validation, summary.json
+//! ```
 
-use crate::cache::{self, CachedCase};
+use crate::data::FoldData;
+use crate::learner::Learner;
 use crate::loader::{LoaderSettings, for_each_batch};
 use crate::log::{EpochRecord, write_csv, write_curves};
 use crate::schedule::learning_rate;
-use crate::splits;
-use crate::state::TrainState;
-use crate::validate::{ValCase, Validation, validate};
-use crate::{TrainError, TrainObserver};
-use burn::grad_clipping::GradientClippingConfig;
-use burn::module::Module;
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
-use burn::tensor::{Int, Tensor};
-use medseg_config::{ExperimentConfig, FoldSelection, OptimizerKind};
-use medseg_infer::{NETWORK_JSON, SlidingWindow, WEIGHTS_BEST, WEIGHTS_LAST, select_device};
-use medseg_model::convert::{array_into_tensor, labels_to_tensor};
-use medseg_model::{DeepSupervisionLoss, SegLoss, UNet, UNetConfig};
-use medseg_postprocess::Postprocessor;
-use medseg_preprocess::plan::Plan;
-use medseg_preprocess::{
-    AugmentationConfig, Augmenter, FingerprintOptions, PlanOptions, fingerprint_dataset,
+use crate::setup::{
+    check_settings, loader_settings, network_for, plan_for, write_network, write_resolved_config,
 };
-use medseg_volume::dataset::{Case, Dataset};
-use std::path::{Path, PathBuf};
+use crate::state::TrainState;
+use crate::summary::write_summary;
+use crate::validate::{ValidationKind, Validator};
+use crate::{
+    ClassLabels, TrainError, TrainObserver, TrainOptions, TrainOutcome, TrainSummary, Validation,
+};
+use medseg_config::ExperimentConfig;
+use medseg_infer::{RunLayout, select_device};
+use medseg_model::UNetConfig;
+use medseg_volume::dataset::Dataset;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-/// File name of the optimizer state saved with `checkpoint_last.bpk`.
-pub const OPTIMIZER_LAST: &str = "optimizer_last.bpk";
-/// File name of the resumable state.
-pub const STATE_JSON: &str = "training_state.json";
-
-/// Run-time choices that are not part of the experiment.
-#[derive(Debug, Clone)]
-pub struct TrainOptions {
-    /// Continue from `checkpoint_last.bpk` + `optimizer_last.bpk` + `training_state.json`.
-    pub resume: bool,
-    /// `flex` or `wgpu`.
-    pub device: String,
-    /// Set (e.g. by Ctrl-C) to stop after the current iteration, saving `last`.
-    pub interrupt: Arc<AtomicBool>,
-}
-
-impl Default for TrainOptions {
-    fn default() -> Self {
-        Self {
-            resume: false,
-            device: "flex".into(),
-            interrupt: Arc::new(AtomicBool::new(false)),
-        }
-    }
-}
-
-/// What a finished (or interrupted) run reports.
-#[derive(Debug, Clone)]
-pub struct TrainSummary {
-    pub run_dir: PathBuf,
-    pub epochs_done: usize,
-    pub interrupted: bool,
-    pub early_stopped: bool,
-    pub best_dice: Option<f64>,
-    pub best_epoch: Option<usize>,
-    /// Final validation of the best weights with every metric (surface metrics included).
-    pub final_validation: Option<Validation>,
-    pub seconds: f64,
-}
-
-/// Reads `RUN/plan.json` when present, otherwise runs the integrity check, the fingerprint and
-/// the planner, and writes it.
-pub fn plan_for(
-    cfg: &ExperimentConfig,
-    dataset: &Dataset,
-    run_dir: &Path,
-    obs: &mut dyn TrainObserver,
-) -> Result<Plan, TrainError> {
-    let path = run_dir.join("plan.json");
-    if path.is_file() {
-        obs.message(&format!("plan: reusing {}", path.display()));
-        return Ok(Plan::load(&path)?);
-    }
-    obs.message(&format!("plan: checking {} cases", dataset.cases.len()));
-    let problems = dataset.check(1e-3, &|_| {});
-    if !problems.is_empty() {
-        let list: Vec<String> = problems.iter().take(5).map(|p| p.to_string()).collect();
-        return Err(TrainError::File {
-            path: dataset.root.clone(),
-            reason: format!(
-                "the integrity check found {} problem(s): {}",
-                problems.len(),
-                list.join("; ")
-            ),
-        });
-    }
-    let opts = PlanOptions::from_config(cfg)?;
-    let fp_opts = FingerprintOptions {
-        reorient: opts.reorient,
-        crop: opts.crop,
-        samples_per_case: cfg.preprocess.intensity_samples_per_case.unwrap_or(10_000),
-        seed: cfg.train.seed,
-    };
-    obs.message("plan: fingerprinting the dataset");
-    let fp = fingerprint_dataset(dataset, &fp_opts, &|_| {})?;
-    let plan = Plan::create(&fp, &opts)?;
-    plan.save(&path)?;
-    obs.message(&format!(
-        "plan: target spacing {:.3} x {:.3} x {:.3} mm, patch {:?}, batch {}",
-        plan.target_spacing[0],
-        plan.target_spacing[1],
-        plan.target_spacing[2],
-        plan.patch_size,
-        plan.batch_size
-    ));
-    Ok(plan)
-}
-
-/// The network a plan and config describe (patch from the plan).
-pub fn network_for(cfg: &ExperimentConfig, plan: &Plan) -> Result<UNetConfig, TrainError> {
-    let p = plan.patch_size_kji();
-    let patch: Vec<usize> = if cfg.model.dims == 2 {
-        vec![p[1], p[2]]
-    } else {
-        p.to_vec()
-    };
-    Ok(UNetConfig::from_model_config(
-        &cfg.model,
-        plan.channel_names.len(),
-        plan.num_classes,
-        &patch,
-    )?)
-}
-
-fn build_optimizer(cfg: &ExperimentConfig) -> ModuleOptimizer {
-    let t = &cfg.train;
-    let clip = (t.grad_clip > 0.0).then(|| GradientClippingConfig::Norm(t.grad_clip as f32));
-    match t.optimizer {
-        OptimizerKind::Adamw => AdamWConfig::new()
-            .with_weight_decay(t.weight_decay as f32)
-            .with_grad_clipping(clip)
-            .init(),
-        OptimizerKind::Sgd => SgdConfig::new()
-            .with_momentum(Some(
-                MomentumConfig::new()
-                    .with_momentum(t.momentum)
-                    .with_dampening(0.0)
-                    .with_nesterov(true),
-            ))
-            .with_weight_decay(Some(burn::optim::decay::WeightDecayConfig::new(
-                t.weight_decay as f32,
-            )))
-            .with_gradient_clipping(clip)
-            .init(),
-    }
-}
-
-fn label_names(plan: &Plan) -> Vec<(u16, String)> {
-    let mut v: Vec<(u16, String)> = plan
-        .labels
-        .iter()
-        .filter(|(_, id)| **id != 0)
-        .map(|(n, id)| (*id, n.clone()))
-        .collect();
-    v.sort();
-    v
-}
-
-/// Trains the experiment `cfg` into its run directory (`[train] output`).
+/// Trains the experiment `cfg` into its run directory (`[train] output`). Interruption and
+/// early stopping end in `Ok` with their [`TrainOutcome`]; a non-finite loss is
+/// [`TrainError::NonFiniteLoss`].
 pub fn train(
     cfg: &ExperimentConfig,
     opts: &TrainOptions,
     obs: &mut dyn TrainObserver,
 ) -> Result<TrainSummary, TrainError> {
     let started = Instant::now();
-    let t = &cfg.train;
-    if t.epochs == 0 || t.iterations_per_epoch == 0 {
-        return Err(TrainError::Config(
-            "train.epochs and train.iterations_per_epoch must be at least 1".into(),
-        ));
-    }
-    if !(t.learning_rate.is_finite() && t.learning_rate > 0.0) {
-        return Err(TrainError::Config(format!(
-            "train.learning_rate = {} must be > 0",
-            t.learning_rate
-        )));
-    }
-    let run_dir = cfg.output_dir();
-    std::fs::create_dir_all(&run_dir).map_err(|e| TrainError::io(&run_dir, e))?;
-    let dataset = Dataset::open(&cfg.dataset_dir())?;
+    let mut trainer = Trainer::setup(cfg, opts, obs)?;
+    let outcome = trainer.run(obs)?;
+    trainer.finish(outcome, started, obs)
+}
 
-    // The resolved config, with absolute paths so the run directory stands alone.
-    let mut resolved = cfg.clone();
-    resolved.data.dataset = cfg
-        .dataset_dir()
-        .canonicalize()
-        .unwrap_or_else(|_| cfg.dataset_dir());
-    resolved.train.output = run_dir.canonicalize().unwrap_or_else(|_| run_dir.clone());
-    let cfg_text = resolved.to_toml_string();
-    medseg_volume::write_atomically(&run_dir.join("config.toml"), |w| {
-        std::io::Write::write_all(w, cfg_text.as_bytes())
-    })?;
+/// Everything a run needs between setup and the summary.
+struct Trainer<'a> {
+    cfg: &'a ExperimentConfig,
+    run: RunLayout,
+    network: UNetConfig,
+    labels: ClassLabels,
+    data: FoldData,
+    loader: LoaderSettings,
+    learner: Learner,
+    validator: Validator,
+    state: TrainState,
+    interrupt: Arc<AtomicBool>,
+}
 
-    let plan = plan_for(cfg, &dataset, &run_dir, obs)?;
-    let network = network_for(cfg, &plan)?;
-    let net_text = serde_json::to_string_pretty(&network).unwrap_or_default();
-    medseg_volume::write_atomically(&run_dir.join(NETWORK_JSON), |w| {
-        std::io::Write::write_all(w, net_text.as_bytes())
-    })?;
+/// What the optimizer steps of one complete epoch leave for the log.
+struct EpochTraining {
+    mean_loss: f64,
+    /// Learning rate of the epoch's last step.
+    learning_rate: f64,
+}
 
-    // Splits and this fold's cases.
-    let names: Vec<String> = dataset.cases.iter().map(|c| c.name.clone()).collect();
-    let splits_path = cfg
-        .data
-        .splits
-        .as_ref()
-        .map(|p| cfg.resolve_path(p))
-        .unwrap_or_else(|| run_dir.join("splits.json"));
-    let splits = splits::load_or_create(&splits_path, &names, cfg.data.folds, cfg.data.split_seed)?;
-    if splits_path != run_dir.join("splits.json") {
-        let text = serde_json::to_string_pretty(&splits).unwrap_or_default();
-        medseg_volume::write_atomically(&run_dir.join("splits.json"), |w| {
-            std::io::Write::write_all(w, text.as_bytes())
-        })?;
+impl<'a> Trainer<'a> {
+    /// nnU-Net's `on_train_start`: from the config to a model ready for its first (or, with
+    /// `--resume`, next) step, writing config.toml, plan.json, network.json, splits.json and
+    /// the cache on the way.
+    fn setup(
+        cfg: &'a ExperimentConfig,
+        opts: &TrainOptions,
+        obs: &mut dyn TrainObserver,
+    ) -> Result<Self, TrainError> {
+        check_settings(&cfg.train)?;
+        let run = RunLayout::new(cfg.output_dir());
+        std::fs::create_dir_all(run.root()).map_err(|e| TrainError::io(run.root(), e))?;
+        let dataset = Dataset::open(&cfg.dataset_dir())?;
+        write_resolved_config(cfg, &run)?;
+        let plan = plan_for(cfg, &dataset, &run, obs)?;
+        let network = network_for(cfg, &plan)?;
+        write_network(&network, &run)?;
+        let data = FoldData::load(cfg, &dataset, &plan, &run, obs)?;
+        let base_device = select_device(&opts.device)?;
+        let mut learner = Learner::new(cfg, &network, plan.num_classes, &base_device)?;
+        let state = if opts.resume {
+            learner.resume(&run, &network, obs)?
+        } else {
+            TrainState::new(cfg.train.seed)
+        };
+        let labels = ClassLabels::new(&plan.labels);
+        Ok(Self {
+            cfg,
+            loader: loader_settings(cfg, &plan)?,
+            validator: Validator::new(cfg, &plan, base_device, labels.ids())?,
+            run,
+            network,
+            labels,
+            data,
+            learner,
+            state,
+            interrupt: opts.interrupt.clone(),
+        })
     }
-    let (train_names, val_names): (Vec<String>, Vec<String>) = match cfg.data.fold {
-        FoldSelection::All(_) => (names.clone(), Vec::new()),
-        FoldSelection::Index(f) => {
-            let s = splits.get(f).ok_or_else(|| {
-                TrainError::Config(format!(
-                    "data.fold = {f} but the splits have {} folds",
-                    splits.len()
-                ))
-            })?;
-            (s.train.clone(), s.val.clone())
+
+    /// The epochs still to do; each trains, ends (validation, log) and checkpoints.
+    fn run(&mut self, obs: &mut dyn TrainObserver) -> Result<TrainOutcome, TrainError> {
+        let epochs = self.cfg.train.epochs;
+        for epoch in (self.state.epochs_done + 1)..=epochs {
+            let started = Instant::now();
+            obs.epoch_start(epoch, epochs);
+            let Some(trained) = self.train_epoch(epoch, obs)? else {
+                self.on_interrupted(epoch, obs)?;
+                return Ok(TrainOutcome::Interrupted { epoch });
+            };
+            self.on_epoch_end(epoch, trained, started, obs)?;
+            if let Some(stopped) = self.checkpoint(epoch, obs)? {
+                return Ok(stopped);
+            }
         }
-    };
-    let pick = |list: &[String]| -> Vec<Case> {
-        dataset
-            .cases
-            .iter()
-            .filter(|c| list.contains(&c.name))
-            .cloned()
-            .collect()
-    };
-    let (train_cases, val_cases) = (pick(&train_names), pick(&val_names));
-    obs.message(&format!(
-        "data: {} training and {} validation cases",
-        train_cases.len(),
-        val_cases.len()
-    ));
-
-    // Preprocess once into the cache.
-    let all: Vec<Case> = train_cases.iter().chain(&val_cases).cloned().collect();
-    let total = all.len();
-    let mut done = 0;
-    let mut cached = cache::load_or_build(
-        &run_dir.join("cache"),
-        &plan,
-        &all,
-        t.seed,
-        &mut |name, hit| {
-            done += 1;
-            obs.progress(
-                "preprocess",
-                done,
-                total,
-                &format!("{name}{}", if hit { " (cached)" } else { "" }),
-            );
-        },
-    )?;
-    let val_cached: Vec<CachedCase> = cached.split_off(train_cases.len());
-    let train_data = cached;
-    let mut val_data = Vec::with_capacity(val_cached.len());
-    for (c, case) in val_cached.into_iter().zip(&val_cases) {
-        let label_path = case.label.as_ref().ok_or_else(|| TrainError::Case {
-            case: case.name.clone(),
-            reason: "has no label".into(),
-        })?;
-        let label = medseg_volume::read_labels(label_path)?;
-        val_data.push(ValCase {
-            name: c.name,
-            image: c.image,
-            props: c.props,
-            label,
-        });
+        Ok(TrainOutcome::Finished)
     }
 
-    // Model, optimizer, state.
-    let base_device = select_device(&opts.device)?;
-    let device = base_device.clone().autodiff();
-    device.seed(t.seed);
-    let mut model: UNet = network.init(&device);
-    let mut optim = build_optimizer(cfg);
-    let state_path = run_dir.join(STATE_JSON);
-    let mut state = TrainState::new(t.seed);
-    if opts.resume {
-        let last = run_dir.join(WEIGHTS_LAST);
-        if !(last.is_file() && state_path.is_file()) {
-            return Err(TrainError::File { path: run_dir.clone(), reason: "has no checkpoint to resume from (checkpoint_last.bpk, training_state.json); start without --resume".into() });
-        }
-        state = TrainState::load(&state_path)?;
-        model = medseg_model::load(&network, &last, &device)?;
-        let opt_path = run_dir.join(OPTIMIZER_LAST);
-        if opt_path.is_file() {
-            optim = optim.load(&opt_path).map_err(|e| TrainError::File {
-                path: opt_path.clone(),
-                reason: e.to_string(),
-            })?;
-        }
-        obs.message(&format!(
-            "resume: continuing after epoch {} ({} iterations)",
-            state.epochs_done, state.iterations_done
-        ));
-    }
-
-    let loss = DeepSupervisionLoss::new(
-        SegLoss::from_config(&cfg.loss, plan.num_classes)?,
-        network.num_outputs(),
-    );
-    let aug_cfg: AugmentationConfig = match &t.augmentation {
-        Some(table) => toml::Value::Table(table.clone())
-            .try_into()
-            .map_err(|e: toml::de::Error| TrainError::Config(format!("train.augmentation: {e}")))?,
-        None => AugmentationConfig::default(),
-    };
-    let batch_size = t.batch_size.unwrap_or(plan.batch_size).max(1);
-    let settings = LoaderSettings {
-        patch_kji: plan.patch_size_kji(),
-        batch_size,
-        foreground_fraction: t.foreground_oversampling,
-        augmenter: Augmenter::new(aug_cfg)?,
-        seed: t.seed,
-        workers: t.threads.max(1),
-    };
-    let post =
-        Postprocessor::new(&cfg.postprocess).map_err(|e| TrainError::Config(e.to_string()))?;
-    let mut window: SlidingWindow = medseg_infer::window_for(&plan, &cfg.inference)?;
-    let final_window = window.clone();
-    window.tta = false; // periodic validation without mirroring: cheaper, same ranking
-    let labels: Vec<u16> = {
-        let mut l: Vec<u16> = plan.labels.values().copied().filter(|&l| l != 0).collect();
-        l.sort_unstable();
-        l
-    };
-    let names = label_names(&plan);
-    let total_iters = t.epochs * t.iterations_per_epoch;
-    let mut interrupted = false;
-    let mut early_stopped = false;
-
-    for epoch in (state.epochs_done + 1)..=t.epochs {
-        let epoch_start = Instant::now();
-        obs.epoch_start(epoch, t.epochs);
+    /// One epoch of optimizer steps, or `None` when the interrupt flag stopped it.
+    fn train_epoch(
+        &mut self,
+        epoch: usize,
+        obs: &mut dyn TrainObserver,
+    ) -> Result<Option<EpochTraining>, TrainError> {
+        let cfg = self.cfg;
+        let t = &cfg.train;
+        let total_iterations = t.epochs * t.iterations_per_epoch;
+        let rate = |it| {
+            learning_rate(
+                t.schedule,
+                t.learning_rate,
+                it,
+                total_iterations,
+                t.warmup_iterations,
+            )
+        };
+        let first = self.state.iterations_done;
+        let mut lr = rate(first);
         let mut losses = Vec::with_capacity(t.iterations_per_epoch);
-        let mut lr = learning_rate(
-            t.schedule,
-            t.learning_rate,
-            state.iterations_done,
-            total_iters,
-            t.warmup_iterations,
-        );
-        let it0 = state.iterations_done;
-        let interrupt = &opts.interrupt;
-        let step_result = for_each_batch(
-            &train_data,
-            &settings,
+        let (learner, interrupt) = (&mut self.learner, &self.interrupt);
+        let flow = for_each_batch(
+            &self.data.train,
+            &self.loader,
             epoch,
             t.iterations_per_epoch,
             &mut |batch| {
                 if interrupt.load(Ordering::Relaxed) {
-                    return Err(TrainError::Config("interrupted".into()));
+                    return Ok(ControlFlow::Break(()));
                 }
-                let it = it0 + batch.index;
-                lr = learning_rate(
-                    t.schedule,
-                    t.learning_rate,
-                    it,
-                    total_iters,
-                    t.warmup_iterations,
-                );
-                let x: Tensor<5> = array_into_tensor(batch.image.into_dyn(), &device)?;
-                let y: Tensor<4, Int> = labels_to_tensor(&batch.label.into_dyn(), &device)?;
-                let outputs = model.forward_train(x);
-                let l = loss.forward(outputs, y)?;
-                let value: f32 = l.clone().into_scalar::<f32>();
-                if !value.is_finite() {
-                    return Err(TrainError::NonFinite {
-                        epoch,
-                        iteration: batch.index + 1,
-                        value,
-                    });
-                }
-                let grads = GradientsParams::from_grads(l.backward(), &model);
-                model = optim.step(lr, model.clone(), grads);
-                losses.push(value as f64);
-                obs.iteration(batch.index + 1, t.iterations_per_epoch, value as f64, lr);
-                Ok(())
+                let iteration = batch.index + 1;
+                lr = rate(first + batch.index);
+                let loss = learner.train_step(batch, lr, epoch)? as f64;
+                losses.push(loss);
+                obs.iteration(iteration, t.iterations_per_epoch, loss, lr);
+                Ok(ControlFlow::Continue(()))
             },
-        );
-        match step_result {
-            Ok(()) => {}
-            Err(TrainError::Config(m)) if m == "interrupted" => {
-                interrupted = true;
-            }
-            Err(e) => return Err(e),
+        )?;
+        if flow.is_break() {
+            return Ok(None);
         }
-        if interrupted {
-            // Save the weights as they are; the interrupted epoch restarts on --resume.
-            state.iterations_done = it0;
-            save_last(&model, &optim, &state, &run_dir)?;
-            obs.message(&format!(
-                "interrupted in epoch {epoch}: saved {} (resume with --resume)",
-                WEIGHTS_LAST
-            ));
-            break;
-        }
-        state.iterations_done = it0 + t.iterations_per_epoch;
-        state.epochs_done = epoch;
-        let train_loss = losses.iter().sum::<f64>() / losses.len().max(1) as f64;
+        Ok(Some(EpochTraining {
+            mean_loss: losses.iter().sum::<f64>() / losses.len().max(1) as f64,
+            learning_rate: lr,
+        }))
+    }
 
-        // Validation.
-        let due = !val_data.is_empty()
-            && (epoch == t.epochs
-                || (t.validation_interval > 0 && epoch % t.validation_interval == 0));
+    /// Saves the weights as they are; the state still says the epoch before, so `--resume`
+    /// runs the interrupted epoch again.
+    fn on_interrupted(&self, epoch: usize, obs: &mut dyn TrainObserver) -> Result<(), TrainError> {
+        self.learner.save_last(&self.run, &self.state)?;
+        obs.message(&format!(
+            "interrupted in epoch {epoch}: saved {} (resume with --resume)",
+            RunLayout::WEIGHTS_LAST
+        ));
+        Ok(())
+    }
+
+    /// nnU-Net's `on_epoch_end` + `on_validation_epoch_end`: counts the epoch, validates when
+    /// due (keeping the best weights), and appends to the log.
+    fn on_epoch_end(
+        &mut self,
+        epoch: usize,
+        trained: EpochTraining,
+        started: Instant,
+        obs: &mut dyn TrainObserver,
+    ) -> Result<(), TrainError> {
+        self.state.iterations_done += self.cfg.train.iterations_per_epoch;
+        self.state.epochs_done = epoch;
         let mut record = EpochRecord {
             epoch,
-            train_loss,
-            learning_rate: lr,
+            train_loss: trained.mean_loss,
+            learning_rate: trained.learning_rate,
             seconds: 0.0,
             val_dice: None,
             val_dice_mean: None,
         };
-        if due {
-            let infer_model = model.valid();
-            let v = validate(
-                &infer_model,
-                &base_device,
-                &val_data,
-                &window,
-                &post,
-                &labels,
-                false,
-                &mut |d, n| {
-                    obs.progress("validate", d, n, "");
-                },
-            )?;
+        if self.validation_due(epoch) {
+            let v = self.validate_epoch(epoch, obs)?;
             record.val_dice = Some(v.dice.iter().map(|(l, d)| (l.to_string(), *d)).collect());
             record.val_dice_mean = Some(v.foreground_mean);
-            if state.best_dice.is_none_or(|b| v.foreground_mean > b) {
-                state.best_dice = Some(v.foreground_mean);
-                state.best_epoch = Some(epoch);
-                state.validations_since_best = 0;
-                medseg_model::save(&model, &run_dir.join(WEIGHTS_BEST))?;
-            } else {
-                state.validations_since_best += 1;
-            }
         }
-        record.seconds = epoch_start.elapsed().as_secs_f64();
+        record.seconds = started.elapsed().as_secs_f64();
         obs.epoch_end(&record);
-        state.log.push(record);
-        write_csv(&run_dir.join("train_log.csv"), &state.log, &names)?;
-        write_curves(&run_dir.join("curves.png"), &state.log, &names)?;
+        self.state.log.push(record);
+        write_csv(&self.run.train_log(), &self.state.log, &self.labels)?;
+        write_curves(&self.run.curves(), &self.state.log, &self.labels)
+    }
+
+    /// Validation runs every `train.validation_interval` epochs and after the last one, when
+    /// the fold has validation cases.
+    fn validation_due(&self, epoch: usize) -> bool {
+        let t = &self.cfg.train;
+        !self.data.val.is_empty()
+            && (epoch == t.epochs
+                || (t.validation_interval > 0 && epoch % t.validation_interval == 0))
+    }
+
+    /// Scores the current weights; a new best foreground-mean Dice saves `checkpoint_best`.
+    fn validate_epoch(
+        &mut self,
+        epoch: usize,
+        obs: &mut dyn TrainObserver,
+    ) -> Result<Validation, TrainError> {
+        let model = self.learner.inference_model();
+        let v = self.validator.validate(
+            &model,
+            &self.data.val,
+            ValidationKind::Periodic,
+            &mut |d, n| obs.progress("validate", d, n, ""),
+        )?;
+        let s = &mut self.state;
+        if s.best_dice.is_none_or(|b| v.foreground_mean > b) {
+            s.best_dice = Some(v.foreground_mean);
+            s.best_epoch = Some(epoch);
+            s.validations_since_best = 0;
+            self.learner.save_best(&self.run)?;
+        } else {
+            s.validations_since_best += 1;
+        }
+        Ok(v)
+    }
+
+    /// Saves `last` every `train.checkpoint_interval` epochs, after the last epoch and when
+    /// stopping early; returns the early-stopping outcome when patience has run out.
+    fn checkpoint(
+        &mut self,
+        epoch: usize,
+        obs: &mut dyn TrainObserver,
+    ) -> Result<Option<TrainOutcome>, TrainError> {
+        let t = &self.cfg.train;
         let stop_early = t.early_stopping_patience > 0
-            && state.validations_since_best >= t.early_stopping_patience;
+            && self.state.validations_since_best >= t.early_stopping_patience;
         if stop_early || epoch == t.epochs || epoch % t.checkpoint_interval.max(1) == 0 {
-            state.finished = stop_early || epoch == t.epochs;
-            save_last(&model, &optim, &state, &run_dir)?;
+            self.state.finished = stop_early || epoch == t.epochs;
+            self.learner.save_last(&self.run, &self.state)?;
         }
-        if stop_early {
-            early_stopped = true;
-            obs.message(&format!(
-                "early stopping: no improvement in {} validations (best {:.4} at epoch {})",
-                state.validations_since_best,
-                state.best_dice.unwrap_or(0.0),
-                state.best_epoch.unwrap_or(0)
-            ));
-            break;
+        if !stop_early {
+            return Ok(None);
         }
+        let (best_dice, best_epoch) = (
+            self.state.best_dice.unwrap_or(0.0),
+            self.state.best_epoch.unwrap_or(0),
+        );
+        obs.message(&format!(
+            "early stopping: no improvement in {} validations (best {best_dice:.4} at epoch {best_epoch})",
+            self.state.validations_since_best,
+        ));
+        Ok(Some(TrainOutcome::EarlyStopped {
+            epoch,
+            best_epoch,
+            best_dice,
+        }))
     }
 
-    // Without validation (fold "all"), the last weights are the final ones.
-    let final_weights = if run_dir.join(WEIGHTS_BEST).is_file() {
-        run_dir.join(WEIGHTS_BEST)
-    } else {
-        run_dir.join(WEIGHTS_LAST)
-    };
-    let mut final_validation = None;
-    if !interrupted && final_weights.is_file() {
-        let infer_model = medseg_model::load(&network, &final_weights, &base_device)?;
-        medseg_model::save_safetensors(&infer_model, &run_dir.join("model.safetensors"))?;
-        if !val_data.is_empty() {
-            obs.message("final validation of the best weights (all metrics)");
-            let v = validate(
-                &infer_model,
-                &base_device,
-                &val_data,
-                &final_window,
-                &post,
-                &labels,
-                true,
-                &mut |d, n| {
-                    obs.progress("final validation", d, n, "");
-                },
-            )?;
-            final_validation = Some(v);
-        }
+    /// nnU-Net's `on_train_end`: unless interrupted, exports the final weights (best, else
+    /// last) as safetensors and validates them with every metric; then `summary.json`.
+    fn finish(
+        self,
+        outcome: TrainOutcome,
+        started: Instant,
+        obs: &mut dyn TrainObserver,
+    ) -> Result<TrainSummary, TrainError> {
+        let final_validation = match outcome {
+            TrainOutcome::Interrupted { .. } => None,
+            _ => self.export_and_validate_final(obs)?,
+        };
+        let summary = TrainSummary {
+            run_dir: self.run.root().to_path_buf(),
+            outcome,
+            epochs_done: self.state.epochs_done,
+            best_dice: self.state.best_dice,
+            best_epoch: self.state.best_epoch,
+            final_validation,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        write_summary(&self.run.summary(), &summary, &self.labels)?;
+        Ok(summary)
     }
-    let summary = TrainSummary {
-        run_dir: run_dir.clone(),
-        epochs_done: state.epochs_done,
-        interrupted,
-        early_stopped,
-        best_dice: state.best_dice,
-        best_epoch: state.best_epoch,
-        final_validation,
-        seconds: started.elapsed().as_secs_f64(),
-    };
-    write_summary(&run_dir.join("summary.json"), &summary, &names)?;
-    Ok(summary)
-}
 
-fn save_last(
-    model: &UNet,
-    optim: &ModuleOptimizer,
-    state: &TrainState,
-    run_dir: &Path,
-) -> Result<(), TrainError> {
-    medseg_model::save(model, &run_dir.join(WEIGHTS_LAST))?;
-    let opt_path = run_dir.join(OPTIMIZER_LAST);
-    let tmp = run_dir.join(format!(".{OPTIMIZER_LAST}.tmp-{}", std::process::id()));
-    optim.save(&tmp).map_err(|e| TrainError::File {
-        path: opt_path.clone(),
-        reason: e.to_string(),
-    })?;
-    std::fs::rename(&tmp, &opt_path).map_err(|e| TrainError::io(&opt_path, e))?;
-    state.save(&run_dir.join(STATE_JSON))
-}
-
-fn write_summary(path: &Path, s: &TrainSummary, names: &[(u16, String)]) -> Result<(), TrainError> {
-    let validation = s.final_validation.as_ref().map(|v| {
-        let per_class: serde_json::Map<String, serde_json::Value> = v
-            .dice
-            .iter()
-            .map(|(l, d)| {
-                let name = names
-                    .iter()
-                    .find(|(id, _)| id == l)
-                    .map(|(_, n)| n.clone())
-                    .unwrap_or_else(|| l.to_string());
-                let hd95: Vec<f64> = v
-                    .cases
-                    .iter()
-                    .filter_map(|c| c.labels.get(l).and_then(|m| m.hd95))
-                    .collect();
-                let mean_hd95 = if hd95.is_empty() {
-                    None
-                } else {
-                    Some(hd95.iter().sum::<f64>() / hd95.len() as f64)
-                };
-                (
-                    l.to_string(),
-                    serde_json::json!({"name": name, "dice": d, "hd95": mean_hd95}),
-                )
-            })
-            .collect();
-        serde_json::json!({
-            "foreground_mean_dice": v.foreground_mean,
-            "per_class": per_class,
-            "cases": v.cases.iter().map(|c| c.case.clone()).collect::<Vec<_>>(),
-        })
-    });
-    let json = serde_json::json!({
-        "run_dir": s.run_dir,
-        "epochs_done": s.epochs_done,
-        "interrupted": s.interrupted,
-        "early_stopped": s.early_stopped,
-        "best_validation_dice": s.best_dice,
-        "best_epoch": s.best_epoch,
-        "final_validation": validation,
-        "seconds": s.seconds,
-    });
-    let text = serde_json::to_string_pretty(&json).unwrap_or_default();
-    medseg_volume::write_atomically(path, |w| std::io::Write::write_all(w, text.as_bytes()))?;
-    Ok(())
+    fn export_and_validate_final(
+        &self,
+        obs: &mut dyn TrainObserver,
+    ) -> Result<Option<Validation>, TrainError> {
+        let Some(weights) = self.run.final_weights() else {
+            return Ok(None);
+        };
+        let model = medseg_model::load(&self.network, &weights, self.validator.device())?;
+        medseg_model::save_safetensors(&model, &self.run.safetensors())?;
+        if self.data.val.is_empty() {
+            return Ok(None);
+        }
+        obs.message("final validation of the best weights (all metrics)");
+        let v = self.validator.validate(
+            &model,
+            &self.data.val,
+            ValidationKind::Final,
+            &mut |d, n| obs.progress("final validation", d, n, ""),
+        )?;
+        Ok(Some(v))
+    }
 }

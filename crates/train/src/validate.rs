@@ -1,15 +1,18 @@
 //! Validation on whole volumes, exactly as `medseg predict` + `medseg evaluate` would score
-//! them: sliding window over the preprocessed case, probabilities back onto the file's grid,
-//! argmax, the run's postprocessing, then per-class Dice from medseg-eval against the original
-//! label map. (nnU-Net's patch-level "pseudo Dice" does not match the final evaluation; this
-//! does.)
+//! them: the cached preprocessed case goes through medseg-infer's [`Segmenter`] (the same
+//! sliding window -> restore -> argmax -> postprocess chain `medseg predict` runs), then
+//! per-class Dice from medseg-eval against the original label map. (nnU-Net's patch-level
+//! "pseudo Dice" does not match the final evaluation; this does.)
 
 use crate::TrainError;
+use burn::tensor::Device;
+use medseg_config::ExperimentConfig;
 use medseg_eval::{CaseMetrics, EvalOptions, evaluate_pair};
-use medseg_infer::{NetworkForward, SlidingWindow};
+use medseg_infer::{Segmenter, SlidingWindow, window_for};
 use medseg_model::UNet;
-use medseg_postprocess::{Postprocessor, argmax};
-use medseg_preprocess::pipeline::{CaseProperties, restore_to_original};
+use medseg_postprocess::Postprocessor;
+use medseg_preprocess::pipeline::CaseProperties;
+use medseg_preprocess::plan::Plan;
 use medseg_volume::Volume;
 use ndarray::Array4;
 use std::collections::BTreeMap;
@@ -32,49 +35,100 @@ pub struct Validation {
     pub cases: Vec<CaseMetrics>,
 }
 
-/// Scores `model` (on an inference device) on every case.
-#[allow(clippy::too_many_arguments)]
-pub fn validate(
-    model: &UNet,
-    device: &burn::tensor::Device,
-    cases: &[ValCase],
-    window: &SlidingWindow,
-    post: &Postprocessor,
-    labels: &[u16],
-    surface_metrics: bool,
-    on_case: &mut dyn FnMut(usize, usize),
-) -> Result<Validation, TrainError> {
-    let net = NetworkForward {
-        model,
-        device: device.clone(),
-    };
-    let opts = EvalOptions {
-        surface_metrics,
-        ..EvalOptions::default()
-    };
-    let mut results = Vec::with_capacity(cases.len());
-    for (n, c) in cases.iter().enumerate() {
-        let mut f = |x| net.forward(x);
-        let probs = window.predict(c.image.view(), &mut f, &mut |_, _| {})?;
-        let restored = restore_to_original(probs.view(), &c.props)?;
-        drop(probs);
-        let mut pred = argmax(restored.view());
-        drop(restored);
-        post.apply(&mut pred, c.label.geometry.spacing);
-        let pred = Volume::new(pred, c.label.geometry);
-        let mut m = evaluate_pair(&pred, &c.label, labels, &opts)?;
-        m.case = c.name.clone();
-        results.push(m);
-        on_case(n + 1, cases.len());
+/// Which validation: the periodic one that ranks checkpoints, or the final one of the best
+/// weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValidationKind {
+    /// Every `train.validation_interval` epochs: no mirroring (cheaper, same ranking), Dice
+    /// only.
+    Periodic,
+    /// After training: TTA as `[inference]` configures it, surface metrics included.
+    Final,
+}
+
+/// The run's inference settings, ready to score networks on the validation cases.
+pub struct Validator {
+    device: Device,
+    postprocess: Postprocessor,
+    periodic_window: SlidingWindow,
+    final_window: SlidingWindow,
+    labels: Vec<u16>,
+}
+
+impl Validator {
+    /// From the experiment's `[inference]` and `[postprocess]` sections; `device` is the
+    /// inference (non-autodiff) device; `labels` the foreground labels to score.
+    pub fn new(
+        cfg: &ExperimentConfig,
+        plan: &Plan,
+        device: Device,
+        labels: Vec<u16>,
+    ) -> Result<Self, TrainError> {
+        let final_window = window_for(plan, &cfg.inference)?;
+        let mut periodic_window = final_window.clone();
+        periodic_window.tta = false;
+        Ok(Self {
+            device,
+            postprocess: Postprocessor::new(&cfg.postprocess)?,
+            periodic_window,
+            final_window,
+            labels,
+        })
     }
+
+    /// The inference device the model to validate must live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Scores `model` (on [`Self::device`]) on every case; `on_case(done, total)` reports
+    /// progress.
+    pub fn validate(
+        &self,
+        model: &UNet,
+        cases: &[ValCase],
+        kind: ValidationKind,
+        on_case: &mut dyn FnMut(usize, usize),
+    ) -> Result<Validation, TrainError> {
+        let segmenter = Segmenter {
+            models: std::slice::from_ref(model),
+            device: &self.device,
+            window: match kind {
+                ValidationKind::Periodic => &self.periodic_window,
+                ValidationKind::Final => &self.final_window,
+            },
+            postprocess: &self.postprocess,
+        };
+        let opts = EvalOptions {
+            surface_metrics: kind == ValidationKind::Final,
+            ..EvalOptions::default()
+        };
+        let mut results = Vec::with_capacity(cases.len());
+        for (n, c) in cases.iter().enumerate() {
+            let spacing = c.label.geometry.spacing;
+            let pred =
+                segmenter.segment(&c.name, &c.image, &c.props, spacing, false, &mut |_, _| {})?;
+            let pred = Volume::new(pred.labels, c.label.geometry);
+            let mut m = evaluate_pair(&pred, &c.label, &self.labels, &opts)?;
+            m.case = c.name.clone();
+            results.push(m);
+            on_case(n + 1, cases.len());
+        }
+        Ok(summarize(&self.labels, results))
+    }
+}
+
+/// Mean Dice per label over the cases where it is defined, and their foreground mean.
+fn summarize(labels: &[u16], cases: Vec<CaseMetrics>) -> Validation {
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let mut dice = BTreeMap::new();
     for &l in labels {
-        let v: Vec<f64> = results
+        let v: Vec<f64> = cases
             .iter()
             .filter_map(|m| m.labels.get(&l).and_then(|x| x.dice))
             .collect();
         if !v.is_empty() {
-            dice.insert(l, v.iter().sum::<f64>() / v.len() as f64);
+            dice.insert(l, mean(&v));
         }
     }
     let fg: Vec<f64> = dice
@@ -82,14 +136,10 @@ pub fn validate(
         .filter(|(l, _)| **l != 0)
         .map(|(_, d)| *d)
         .collect();
-    let foreground_mean = if fg.is_empty() {
-        0.0
-    } else {
-        fg.iter().sum::<f64>() / fg.len() as f64
-    };
-    Ok(Validation {
+    let foreground_mean = if fg.is_empty() { 0.0 } else { mean(&fg) };
+    Validation {
         dice,
         foreground_mean,
-        cases: results,
-    })
+        cases,
+    }
 }

@@ -1,0 +1,143 @@
+//! The setup stages before the first step: check the settings, record the resolved config,
+//! plan the dataset, describe the network and the data loading.
+
+use crate::loader::LoaderSettings;
+use crate::{TrainError, TrainObserver};
+use medseg_config::{ExperimentConfig, TrainConfig};
+use medseg_infer::RunLayout;
+use medseg_model::UNetConfig;
+use medseg_preprocess::plan::Plan;
+use medseg_preprocess::{
+    AugmentationConfig, Augmenter, FingerprintOptions, PlanOptions, fingerprint_dataset,
+};
+use medseg_volume::dataset::Dataset;
+
+/// Rejects settings that cannot train (before anything is written).
+pub fn check_settings(t: &TrainConfig) -> Result<(), TrainError> {
+    if t.epochs == 0 || t.iterations_per_epoch == 0 {
+        return Err(TrainError::Config(
+            "train.epochs and train.iterations_per_epoch must be at least 1".into(),
+        ));
+    }
+    if !(t.learning_rate.is_finite() && t.learning_rate > 0.0) {
+        return Err(TrainError::Config(format!(
+            "train.learning_rate = {} must be > 0",
+            t.learning_rate
+        )));
+    }
+    Ok(())
+}
+
+/// Writes `config.toml`: the config with absolute dataset and output paths, so the run
+/// directory stands alone.
+pub fn write_resolved_config(cfg: &ExperimentConfig, run: &RunLayout) -> Result<(), TrainError> {
+    let mut resolved = cfg.clone();
+    resolved.data.dataset = cfg
+        .dataset_dir()
+        .canonicalize()
+        .unwrap_or_else(|_| cfg.dataset_dir());
+    resolved.train.output = run
+        .root()
+        .canonicalize()
+        .unwrap_or_else(|_| run.root().to_path_buf());
+    let text = resolved.to_toml()?;
+    medseg_volume::write_atomically(&run.config(), |w| {
+        std::io::Write::write_all(w, text.as_bytes())
+    })?;
+    Ok(())
+}
+
+/// Reads `RUN/plan.json` when present, otherwise runs the integrity check, the fingerprint and
+/// the planner, and writes it.
+pub fn plan_for(
+    cfg: &ExperimentConfig,
+    dataset: &Dataset,
+    run: &RunLayout,
+    obs: &mut dyn TrainObserver,
+) -> Result<Plan, TrainError> {
+    let path = run.plan();
+    if path.is_file() {
+        obs.message(&format!("plan: reusing {}", path.display()));
+        return Ok(Plan::load(&path)?);
+    }
+    obs.message(&format!("plan: checking {} cases", dataset.cases.len()));
+    check_dataset(dataset)?;
+    let opts = PlanOptions::from_config(cfg)?;
+    let fp_opts = FingerprintOptions {
+        reorient: opts.reorient,
+        crop: opts.crop,
+        samples_per_case: cfg.preprocess.intensity_samples_per_case.unwrap_or(10_000),
+        seed: cfg.train.seed,
+    };
+    obs.message("plan: fingerprinting the dataset");
+    let fp = fingerprint_dataset(dataset, &fp_opts, &|_| {})?;
+    let plan = Plan::create(&fp, &opts)?;
+    plan.save(&path)?;
+    obs.message(&format!(
+        "plan: target spacing {:.3} x {:.3} x {:.3} mm, patch {:?}, batch {}",
+        plan.target_spacing[0],
+        plan.target_spacing[1],
+        plan.target_spacing[2],
+        plan.patch_size,
+        plan.batch_size
+    ));
+    Ok(plan)
+}
+
+/// The dataset's integrity check, as one error listing the first problems.
+fn check_dataset(dataset: &Dataset) -> Result<(), TrainError> {
+    let problems = dataset.check(1e-3, &|_| {});
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = problems.iter().take(5).map(|p| p.to_string()).collect();
+    Err(TrainError::File {
+        path: dataset.root.clone(),
+        reason: format!(
+            "the integrity check found {} problem(s): {}",
+            problems.len(),
+            list.join("; ")
+        ),
+    })
+}
+
+/// The network a plan and config describe (patch from the plan).
+pub fn network_for(cfg: &ExperimentConfig, plan: &Plan) -> Result<UNetConfig, TrainError> {
+    let p = plan.patch_size_kji();
+    let patch: Vec<usize> = if cfg.model.dims == 2 {
+        vec![p[1], p[2]]
+    } else {
+        p.to_vec()
+    };
+    Ok(UNetConfig::from_model_config(
+        &cfg.model,
+        plan.channel_names.len(),
+        plan.num_classes,
+        &patch,
+    )?)
+}
+
+/// Writes `network.json`, which inference rebuilds the network from.
+pub fn write_network(network: &UNetConfig, run: &RunLayout) -> Result<(), TrainError> {
+    crate::error::write_json(&run.network(), network)
+}
+
+/// How the loader draws batches: the plan's patch and batch size (unless the config sets
+/// one), `train.augmentation`, foreground oversampling, seed and workers.
+pub fn loader_settings(cfg: &ExperimentConfig, plan: &Plan) -> Result<LoaderSettings, TrainError> {
+    let t = &cfg.train;
+    let aug_cfg: AugmentationConfig = match &t.augmentation {
+        Some(table) => toml::Value::Table(table.clone())
+            .try_into()
+            .map_err(|e: toml::de::Error| TrainError::Config(format!("train.augmentation: {e}")))?,
+        None => AugmentationConfig::default(),
+    };
+    Ok(LoaderSettings {
+        patch_kji: plan.patch_size_kji(),
+        batch_size: t.batch_size.unwrap_or(plan.batch_size).max(1),
+        foreground_fraction: t.foreground_oversampling,
+        augmenter: Augmenter::new(aug_cfg)?,
+        seed: t.seed,
+        workers: t.threads.max(1),
+    })
+}
