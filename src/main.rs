@@ -3,6 +3,9 @@
 //! This binary is thin: it parses arguments (clap), calls the library crates and maps errors to
 //! exit codes (0 success, 1 failure, 2 usage error).
 
+// deny, not forbid: ndarray's `s!` macro expands to an `#[allow(unsafe_code)]` block.
+#![deny(unsafe_code)]
+
 mod cmd;
 mod progress;
 

@@ -7,6 +7,9 @@
 //! validated exactly like a key written in the file. Relative paths are resolved against the
 //! folder of the config file by [`ExperimentConfig::resolve_path`].
 
+// deny, not forbid: ndarray's `s!` macro expands to an `#[allow(unsafe_code)]` block.
+#![deny(unsafe_code)]
+
 mod data;
 mod error;
 mod inference;

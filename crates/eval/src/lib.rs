@@ -12,6 +12,9 @@
 //!
 //! This crate never depends on burn.
 
+// deny, not forbid: ndarray's `s!` macro expands to an `#[allow(unsafe_code)]` block.
+#![deny(unsafe_code)]
+
 pub mod cases;
 pub mod classification;
 pub mod distances;

@@ -19,6 +19,9 @@
 //! * [`Predictor`]: one case end to end — the plan's preprocessing, then the [`Segmenter`]
 //!   over one run or an ensemble of folds — and [`write_prediction`].
 
+// deny, not forbid: ndarray's `s!` macro expands to an `#[allow(unsafe_code)]` block.
+#![deny(unsafe_code)]
+
 mod device;
 mod error;
 mod gaussian;

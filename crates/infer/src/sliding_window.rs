@@ -295,46 +295,19 @@ fn flip(a: &Array5<f32>, axes: &[usize]) -> Array5<f32> {
     v.as_standard_layout().into_owned()
 }
 
-/// In-place softmax over axis 0 (classes), numerically stable.
+/// In-place softmax over axis 0 (classes), numerically stable; voxels in parallel (each
+/// class lane is `n` floats apart, the voxel's own values only).
 pub fn softmax_channels(logits: &mut Array4<f32>) {
-    use rayon::prelude::*;
-    let nk = logits.shape()[0];
-    let n: usize = logits.shape()[1..].iter().product();
-    let Some(flat) = logits.as_slice_mut() else {
-        return;
-    };
-    // Process voxel blocks in parallel; class planes are `n` apart.
-    let block = 1 << 14;
-    let ptr = SendPtr(flat.as_mut_ptr());
-    (0..n.div_ceil(block)).into_par_iter().for_each(|b| {
-        let p = &ptr;
-        let lo = b * block;
-        let hi = (lo + block).min(n);
-        for v in lo..hi {
-            // SAFETY: blocks are disjoint voxel ranges; every class plane index k*n+v with v
-            // in [lo, hi) belongs to this block only, and lies inside the slice.
-            unsafe {
-                let mut m = f32::NEG_INFINITY;
-                for k in 0..nk {
-                    m = m.max(*p.0.add(k * n + v));
-                }
-                let mut s = 0.0;
-                for k in 0..nk {
-                    let e = (*p.0.add(k * n + v) - m).exp();
-                    *p.0.add(k * n + v) = e;
-                    s += e;
-                }
-                for k in 0..nk {
-                    *p.0.add(k * n + v) /= s;
-                }
-            }
+    ndarray::Zip::from(logits.lanes_mut(Axis(0))).par_for_each(|mut lane| {
+        let m = lane.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        let mut s = 0.0;
+        for v in lane.iter_mut() {
+            *v = (*v - m).exp();
+            s += *v;
         }
+        lane.mapv_inplace(|v| v / s);
     });
 }
-
-struct SendPtr(*mut f32);
-unsafe impl Sync for SendPtr {}
-unsafe impl Send for SendPtr {}
 
 #[cfg(test)]
 mod tests {

@@ -287,7 +287,8 @@ fn kernel_stride_transposed_conv_matches_burn() {
     device.seed(21);
     let dist = Distribution::Normal(0.0, 1.0);
     // (dims, batch, ci, co, [d, h, w], stride)
-    let cases: &[(usize, usize, usize, usize, [usize; 3], [usize; 3])] = &[
+    type Case = (usize, usize, usize, usize, [usize; 3], [usize; 3]);
+    let cases: &[Case] = &[
         (3, 2, 6, 4, [3, 4, 5], [2, 2, 2]),
         (3, 1, 16, 8, [4, 4, 2], [1, 2, 2]),
         (2, 3, 5, 3, [1, 6, 7], [1, 2, 2]),

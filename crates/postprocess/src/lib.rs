@@ -11,6 +11,9 @@
 //! (`k` extent 1) is treated as a 2D image**: neighbourhoods lie in the slice, so fill holes
 //! and erosion do not see the (meaningless) `k` border. That is what makes 2D images fill as 2D.
 
+// deny, not forbid: ndarray's `s!` macro expands to an `#[allow(unsafe_code)]` block.
+#![deny(unsafe_code)]
+
 mod argmax;
 mod components;
 mod connectivity;

@@ -10,6 +10,8 @@
 //!
 //! Arrays are `[k, j, i]` (`[c, k, j, i]` with channels); geometry is `(i, j, k)`.
 
+// deny, not forbid: ndarray's `s!` macro expands to an `#[allow(unsafe_code)]` block.
+#![deny(unsafe_code)]
 // Index loops over the three axes are clearer than iterator chains here, and `!(x >= y)`
 // comparisons are deliberate: they also reject NaN.
 #![allow(clippy::needless_range_loop, clippy::neg_cmp_op_on_partial_ord)]

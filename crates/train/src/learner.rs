@@ -136,7 +136,7 @@ impl Learner {
 
 fn build_optimizer(cfg: &ExperimentConfig) -> ModuleOptimizer {
     let t = &cfg.train;
-    let clip = (t.grad_clip > 0.0).then(|| GradientClippingConfig::Norm(t.grad_clip as f32));
+    let clip = (t.grad_clip > 0.0).then_some(GradientClippingConfig::Norm(t.grad_clip as f32));
     match t.optimizer {
         OptimizerKind::Adamw => AdamWConfig::new()
             .with_weight_decay(t.weight_decay as f32)

@@ -24,6 +24,9 @@
 //! when the loss is no longer finite). Everything random derives from the config's seed;
 //! `--resume` continues where a run stopped, with the same batches and learning rates.
 
+// deny, not forbid: ndarray's `s!` macro expands to an `#[allow(unsafe_code)]` block.
+#![deny(unsafe_code)]
+
 pub mod cache;
 pub mod data;
 mod error;

@@ -223,7 +223,7 @@ impl<'a> Trainer<'a> {
         let t = &self.cfg.train;
         !self.data.val.is_empty()
             && (epoch == t.epochs
-                || (t.validation_interval > 0 && epoch % t.validation_interval == 0))
+                || (t.validation_interval > 0 && epoch.is_multiple_of(t.validation_interval)))
     }
 
     /// Scores the current weights; a new best foreground-mean Dice saves `checkpoint_best`.
@@ -261,7 +261,7 @@ impl<'a> Trainer<'a> {
         let t = &self.cfg.train;
         let stop_early = t.early_stopping_patience > 0
             && self.state.validations_since_best >= t.early_stopping_patience;
-        if stop_early || epoch == t.epochs || epoch % t.checkpoint_interval.max(1) == 0 {
+        if stop_early || epoch == t.epochs || epoch.is_multiple_of(t.checkpoint_interval.max(1)) {
             self.state.finished = stop_early || epoch == t.epochs;
             self.learner.save_last(&self.run, &self.state)?;
         }

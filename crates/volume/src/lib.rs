@@ -10,6 +10,9 @@
 //! * PNG slices ([`png`]), the MSD / nnU-Net dataset layout ([`dataset`]) and deterministic
 //!   synthetic phantoms ([`synth`]).
 
+// deny, not forbid: ndarray's `s!` macro expands to an `#[allow(unsafe_code)]` block.
+#![deny(unsafe_code)]
+
 pub mod dataset;
 mod error;
 mod geometry;
