@@ -9,7 +9,7 @@ use medseg_model::{NetworkReport, UNetConfig};
 fn small(dims: usize) -> ModelConfig {
     ModelConfig {
         dims,
-        features: vec![4, 8, 16],
+        features: Some(vec![4, 8, 16]),
         ..ModelConfig::default()
     }
 }
@@ -176,7 +176,7 @@ fn variants_train_on_autodiff_device() {
 fn anisotropic_stages() {
     let m = ModelConfig {
         dims: 3,
-        features: vec![4, 8, 16, 16],
+        features: Some(vec![4, 8, 16, 16]),
         kernel_sizes: Some(vec![
             vec![1, 3, 3],
             vec![1, 3, 3],
@@ -269,7 +269,7 @@ fn invalid_patch_names_nearest_sizes() {
             ..ModelConfig::default()
         },
         ModelConfig {
-            features: vec![8],
+            features: Some(vec![8]),
             ..ModelConfig::default()
         },
         ModelConfig {
@@ -421,7 +421,7 @@ fn round_trip(dims: usize, m: ModelConfig, patch: &[usize]) {
     // a weights file for another architecture is refused, not silently accepted
     let other = UNetConfig::from_model_config(
         &ModelConfig {
-            features: vec![4, 8, 32],
+            features: Some(vec![4, 8, 32]),
             ..m
         },
         1,

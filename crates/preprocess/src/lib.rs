@@ -3,7 +3,8 @@
 //! * [`resample`] / [`resample_labels`] (physical space, ITK's rules, nnU-Net's separate z),
 //! * [`normalize`] (CT clip + z-score, z-score, z-score inside the nonzero mask),
 //! * [`crop`] (crop to nonzero, exact uncrop, padding), [`orientation`] (lossless RAS),
-//! * [`fingerprint`] and [`plan`] (nnU-Net's rules, `plan.json`),
+//! * [`fingerprint`] and [`plan`] (nnU-Net's rules, `plan.json`), [`topology`] (the network's
+//!   stages, kernels, strides and widths by nnU-Net's `get_pool_and_conv_props`),
 //! * [`pipeline`] ([`preprocess_case`] and its inverse [`restore_to_original`]),
 //! * [`sampler`] (patches with foreground oversampling) and [`augment`].
 //!
@@ -24,6 +25,7 @@ pub mod plan;
 pub mod resample;
 pub mod sampler;
 mod stats;
+pub mod topology;
 
 pub use augment::{AugmentationConfig, Augmenter};
 pub use crop::{BoundingBox, crop_to_nonzero, nonzero_mask, pad_to_shape, uncrop};
@@ -45,3 +47,4 @@ pub use resample::{
 };
 pub use sampler::{ClassLocations, PatchSampler};
 pub use stats::percentile;
+pub use topology::NetworkTopology;

@@ -117,7 +117,8 @@ pub fn plan_for(
     Ok(plan)
 }
 
-/// The network a plan and config describe (patch from the plan).
+/// The network a plan and config describe: topology and patch from the plan, the rest of
+/// `[model]` (norm, variants, deep supervision) from the config.
 pub fn network_for(cfg: &ExperimentConfig, plan: &Plan) -> Result<UNetConfig, TrainError> {
     let p = plan.patch_size_kji();
     let patch: Vec<usize> = if cfg.model.dims == 2 {
@@ -125,8 +126,9 @@ pub fn network_for(cfg: &ExperimentConfig, plan: &Plan) -> Result<UNetConfig, Tr
     } else {
         p.to_vec()
     };
+    let model = plan.model_config(&cfg.model)?;
     Ok(UNetConfig::from_model_config(
-        &cfg.model,
+        &model,
         plan.channel_names.len(),
         plan.num_classes,
         &patch,
