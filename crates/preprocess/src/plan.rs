@@ -689,8 +689,12 @@ mod tests {
     }
 
     fn opts() -> PlanOptions {
+        opts_for(3)
+    }
+
+    fn opts_for(dims: usize) -> PlanOptions {
         let cfg = ExperimentConfig::from_toml_str(
-            "[data]\ndataset = \"x\"\n",
+            &format!("[data]\ndataset = \"x\"\n[model]\ndims = {dims}\n"),
             &[],
             Path::new("t.toml"),
             Default::default(),
@@ -741,5 +745,148 @@ mod tests {
         assert_eq!(plan.overridden.len(), 4);
         o.normalization = Some(vec!["bogus".into()]);
         assert!(Plan::create(&fp, &o).is_err());
+    }
+
+    /// A plan for `n` cases of one spacing `(i, j, k)` and cropped shape `[k, j, i]`.
+    fn plan_of(spacing: [f64; 3], shape_kji: [usize; 3], dims: usize) -> Plan {
+        let cases = vec![case(spacing, shape_kji, shape_kji); 20];
+        Plan::create(&fingerprint(cases, &["MRI"]), &opts_for(dims)).unwrap()
+    }
+
+    fn net(plan: &Plan) -> &NetworkTopology {
+        plan.network
+            .as_ref()
+            .expect("a version-2 plan has its network")
+    }
+
+    // Expected values: nnU-Net v2.8.1's get_pool_and_conv_props and patch search (see
+    // tests/fixtures/topology), written here in the plan's (i, j, k) order.
+    #[test]
+    fn hippocampus_like_crops_get_nnunets_four_stage_network() {
+        let plan = plan_of([1.0; 3], [36, 50, 35], 3);
+        assert_eq!(plan.patch_size, [40, 56, 40]);
+        assert_eq!(plan.num_stages, 4);
+        assert_eq!(plan.pools_per_axis, [3, 3, 3]);
+        let n = net(&plan);
+        assert_eq!(n.features_per_stage, vec![32, 64, 128, 256]);
+        assert_eq!(n.strides[0], [1, 1, 1]);
+        assert!(n.strides[1..].iter().all(|s| *s == [2, 2, 2]));
+        assert!(n.kernel_sizes.iter().all(|k| *k == [3, 3, 3]));
+        assert_eq!(n.n_conv_per_stage, vec![2; 4]);
+        assert_eq!(n.n_conv_per_stage_decoder, vec![2; 3]);
+        let plan2d = plan_of([1.0; 3], [36, 50, 35], 2);
+        assert_eq!(plan2d.patch_size, [40, 56, 1]);
+        assert_eq!(net(&plan2d).features_per_stage, vec![32, 64, 128, 256]);
+        assert!(net(&plan2d).kernel_sizes.iter().all(|k| *k == [3, 3, 1]));
+    }
+
+    #[test]
+    fn anisotropic_mr_starts_with_in_plane_kernels_and_strides() {
+        let plan = plan_of([0.6, 0.6, 3.6], [20, 320, 320], 3);
+        assert_eq!(plan.target_spacing, [0.6, 0.6, 3.6]);
+        assert_eq!(plan.patch_size, [320, 320, 20]);
+        assert_eq!(plan.pools_per_axis, [6, 6, 2]);
+        let n = net(&plan);
+        assert_eq!(n.num_stages(), 7);
+        assert_eq!(n.kernel_sizes[0], [3, 3, 1]);
+        assert_eq!(n.strides[1], [2, 2, 1]);
+        assert_eq!(n.features_per_stage, vec![32, 64, 128, 256, 320, 320, 320]);
+        // the coarse axis joins the pooling once the in-plane spacing catches up
+        assert_eq!(n.strides.iter().filter(|s| s[2] == 2).count(), 2);
+        assert_eq!(n.kernel_sizes[6], [3, 3, 3]);
+    }
+
+    #[test]
+    fn ct_volumes_are_shrunk_to_the_budget_by_nnunets_search() {
+        let plan = plan_of([0.8, 0.8, 2.5], [120, 512, 512], 3);
+        assert_eq!(plan.patch_size, [192, 224, 48]);
+        assert!(plan.patch_size.iter().product::<usize>() <= 128 * 128 * 128);
+        let n = net(&plan);
+        assert_eq!(n.num_stages(), 6);
+        assert_eq!(n.kernel_sizes[0], [3, 3, 1]);
+        assert_eq!(n.strides[1], [2, 2, 1]);
+        assert_eq!(n.strides[2], [2, 2, 2]);
+        assert_eq!(n.shape_must_be_divisible_by, [32, 32, 8]);
+        let plan2d = plan_of([0.8, 0.8, 2.5], [120, 512, 512], 2);
+        assert_eq!(plan2d.patch_size, [256, 256, 1]);
+        assert_eq!(
+            net(&plan2d).features_per_stage,
+            vec![32, 64, 128, 256, 512, 512, 512]
+        );
+    }
+
+    #[test]
+    fn explicit_features_cap_the_stages_or_name_the_conflict() {
+        let cases = vec![case([1.0; 3], [36, 50, 35], [36, 50, 35]); 20];
+        let fp = fingerprint(cases, &["MRI"]);
+        let mut o = opts();
+        o.features = Some(vec![8, 16, 32]);
+        let plan = Plan::create(&fp, &o).unwrap();
+        assert_eq!(plan.num_stages, 3);
+        assert_eq!(plan.patch_size, [36, 52, 36]);
+        assert!(plan.overridden.contains(&"features".to_string()));
+        o.features = Some(vec![32, 64, 128, 256, 320]);
+        let err = Plan::create(&fp, &o).unwrap_err().to_string();
+        assert!(err.contains("model.features"), "{err}");
+        assert!(
+            err.contains("has 5 stages") && err.contains("give 4 values"),
+            "{err}"
+        );
+        o.base_features = Some(8);
+        assert!(
+            Plan::create(&fp, &o)
+                .unwrap_err()
+                .to_string()
+                .contains("leave out")
+        );
+        o.features = None;
+        let plan = Plan::create(&fp, &o).unwrap();
+        assert_eq!(net(&plan).features_per_stage, vec![8, 16, 32, 64]);
+    }
+
+    #[test]
+    fn the_model_config_takes_the_plans_topology_and_checks_overrides() {
+        let plan = plan_of([0.6, 0.6, 3.6], [20, 320, 320], 3);
+        let model = ModelConfig::default();
+        let m = plan.model_config(&model).unwrap();
+        assert_eq!(m.features.as_ref().unwrap().len(), 7);
+        // tensor order: depth (k) first
+        assert_eq!(m.kernel_sizes.as_ref().unwrap()[0], vec![1, 3, 3]);
+        assert_eq!(m.strides.as_ref().unwrap()[1], vec![1, 2, 2]);
+        let mut conflict = model.clone();
+        conflict.features = Some(vec![8, 16, 32, 64, 128, 256, 320]);
+        let err = plan.model_config(&conflict).unwrap_err().to_string();
+        assert!(
+            err.contains("model.features") && err.contains("plan again"),
+            "{err}"
+        );
+        let mut base = model.clone();
+        base.base_features = Some(16);
+        assert!(
+            plan.model_config(&base)
+                .unwrap_err()
+                .to_string()
+                .contains("model.base_features")
+        );
+        let mut strides = model.clone();
+        strides.strides = Some(vec![vec![1, 1, 1]; 3]);
+        let err = plan.model_config(&strides).unwrap_err().to_string();
+        assert!(err.contains("7 stages"), "{err}");
+        let mut old = plan.clone();
+        old.network = None;
+        assert!(
+            old.model_config(&model)
+                .unwrap_err()
+                .to_string()
+                .contains("predates")
+        );
+        let mut fixed = model.clone();
+        fixed.features = Some(vec![4, 8]);
+        assert_eq!(old.model_config(&fixed).unwrap(), fixed);
+        let plan2d = plan_of([0.8, 0.8, 2.5], [120, 512, 512], 2);
+        let mut m2 = ModelConfig::default();
+        m2.dims = 2;
+        let m2 = plan2d.model_config(&m2).unwrap();
+        assert_eq!(m2.kernel_sizes.unwrap()[0], vec![3, 3]);
     }
 }
