@@ -2,16 +2,20 @@
 //! and how fast one training step runs.
 
 use anyhow::{Context, Result, bail};
-use medseg_config::ExperimentConfig;
+use medseg_config::{ExperimentConfig, ModelConfig};
 use medseg_model::bench::{BenchOptions, run_train_step};
 use medseg_model::{NetworkReport, UNetConfig};
+use medseg_preprocess::{Plan, PlanOptions, topology};
 use std::path::PathBuf;
 
-/// Show the network a config describes: per-stage feature-map shapes for the configured patch
-/// size, parameter count, receptive field and an estimate of training memory per batch.
+/// Show the network a config describes: the plan's (stages, kernel sizes, strides and features
+/// per stage from `RUN/plan.json`, as `medseg train` builds it), per-stage feature-map shapes
+/// for the patch size, parameter count, receptive field and an estimate of training memory per
+/// batch.
 #[derive(clap::Args, Debug, Clone)]
 pub struct InspectConfigArgs {
-    /// Experiment config (TOML). Reads `[model]`, `[train] patch_size` and `batch_size`.
+    /// Experiment config (TOML). Reads `[model]`, `[train] patch_size` and `batch_size`, and the
+    /// plan in its output folder (`medseg plan --config ...` writes it).
     #[arg(long)]
     pub config: PathBuf,
     /// Override a config key, e.g. `--set train.patch_size=[96,96,96]` (repeatable).
@@ -22,9 +26,9 @@ pub struct InspectConfigArgs {
     pub json: bool,
 }
 
-/// Patch size when `[train] patch_size` is not set (the plan normally decides it).
+/// Patch size `(x, y, z)` when neither `[train] patch_size` nor a plan gives one.
 const DEFAULT_PATCH_3D: [usize; 3] = [128, 128, 128];
-const DEFAULT_PATCH_2D: [usize; 2] = [512, 512];
+const DEFAULT_PATCH_2D: [usize; 3] = [512, 512, 1];
 
 /// Runs `inspect --config`. An invalid patch size is an error whose message names the nearest
 /// valid sizes (the binary exits 1).
@@ -51,33 +55,9 @@ pub fn run_inspect_config(args: &InspectConfigArgs) -> Result<()> {
     }
     let in_channels = in_channels.unwrap_or(1);
     let classes = classes.unwrap_or(2);
-    // The config writes the patch in (x, y, z) order like every other size; the network
-    // wants tensor order (z, y, x). A planned run's plan.json has the final patch.
-    let plan_path = cfg.output_dir().join("plan.json");
-    let planned = medseg_preprocess::Plan::load(&plan_path).ok();
-    let patch = match (&cfg.train.patch_size, planned) {
-        (Some(p), _) => p.iter().rev().copied().collect(),
-        (None, Some(plan)) => {
-            let p = plan.patch_size_kji();
-            notes.push(format!("patch size from {}", plan_path.display()));
-            if cfg.model.dims == 2 {
-                vec![p[1], p[2]]
-            } else {
-                p.to_vec()
-            }
-        }
-        (None, None) => {
-            let p = if cfg.model.dims == 2 {
-                DEFAULT_PATCH_2D.to_vec()
-            } else {
-                DEFAULT_PATCH_3D.to_vec()
-            };
-            notes.push(format!("train.patch_size not set: using {p:?}"));
-            p
-        }
-    };
+    let (model, patch) = network_to_inspect(&cfg, &mut notes)?;
     let batch = cfg.train.batch_size.unwrap_or(2);
-    let net = UNetConfig::from_model_config(&cfg.model, in_channels, classes, &patch)?;
+    let net = UNetConfig::from_model_config(&model, in_channels, classes, &patch)?;
     let report = NetworkReport::new(&net, batch)?;
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -91,6 +71,85 @@ pub fn run_inspect_config(args: &InspectConfigArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `[model]` with its topology and the patch (tensor order) that `inspect --config` shows:
+/// * with `RUN/plan.json`: the plan of this config (its `--set`s included) from the saved
+///   fingerprint, i.e. the network `medseg train` builds;
+/// * without one, when `[model] features` is set: the config's network as written;
+/// * otherwise nnU-Net's topology for the configured (or default) patch at isotropic spacing.
+fn network_to_inspect(
+    cfg: &ExperimentConfig,
+    notes: &mut Vec<String>,
+) -> Result<(ModelConfig, Vec<usize>)> {
+    let dims = cfg.model.dims;
+    let tensor_order = |p: [usize; 3]| -> Vec<usize> {
+        if dims == 2 {
+            vec![p[1], p[0]]
+        } else {
+            vec![p[2], p[1], p[0]]
+        }
+    };
+    let plan_path = cfg.output_dir().join("plan.json");
+    if let Ok(saved) = Plan::load(&plan_path) {
+        let opts = PlanOptions::from_config(cfg)?;
+        let plan = Plan::create(&saved.fingerprint, &opts)
+            .with_context(|| format!("planning from the fingerprint in {}", plan_path.display()))?;
+        notes.push(format!(
+            "network and patch from the plan ({})",
+            plan_path.display()
+        ));
+        if plan.network != saved.network || plan.patch_size != saved.patch_size {
+            notes.push(format!(
+                "this config plans a different network than {}: run `medseg plan` again to train with it",
+                plan_path.display()
+            ));
+        }
+        let model = plan.model_config(&cfg.model)?;
+        return Ok((model, tensor_order(plan.patch_size)));
+    }
+    // The config writes the patch in (x, y, z) order like every other size.
+    let patch_ijk: [usize; 3] = match &cfg.train.patch_size {
+        Some(p) if p.len() == dims && !p.contains(&0) => {
+            [p[0], p[1], if dims == 2 { 1 } else { p[2] }]
+        }
+        Some(p) => bail!("train.patch_size = {p:?} needs {dims} positive values (x, y[, z])"),
+        None => {
+            let p = if dims == 2 {
+                DEFAULT_PATCH_2D
+            } else {
+                DEFAULT_PATCH_3D
+            };
+            notes.push(format!("train.patch_size not set: using {p:?}"));
+            p
+        }
+    };
+    if cfg.model.features.is_some() {
+        notes.push(format!(
+            "no plan in {}: the network as [model] writes it",
+            plan_path.display()
+        ));
+        return Ok((cfg.model.clone(), tensor_order(patch_ijk)));
+    }
+    let planar = dims == 2;
+    let opts = PlanOptions::from_config(cfg)?;
+    let widths = topology::FeatureWidths::Doubling {
+        base: opts.base_features.unwrap_or(topology::BASE_FEATURES),
+        max: opts.max_features.unwrap_or(if planar {
+            topology::MAX_FEATURES_2D
+        } else {
+            topology::MAX_FEATURES_3D
+        }),
+    };
+    let request = topology::PatchRequest::Given(patch_ijk.map(|p| p as f64));
+    let (net, padded, _) = topology::plan_topology([1.0; 3], request, planar, &widths);
+    notes.push(format!(
+        "no plan in {}: nnU-Net's network for patch {:?} at isotropic spacing (run `medseg plan` for the dataset's)",
+        plan_path.display(),
+        &padded[..dims]
+    ));
+    let model = medseg_preprocess::plan::model_config_for(&cfg.model, &net)?;
+    Ok((model, tensor_order(padded)))
 }
 
 /// Benchmarks.

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 
 /// Check the dataset named in the config, compute its fingerprint (shapes, spacings, nonzero
 /// boxes, foreground intensity statistics, label volumes) and the plan (target spacing,
-/// normalization per channel, patch and batch size, network stages) by nnU-Net's rules, and
+/// normalization per channel, patch and batch size, and the network: stages, kernel sizes,
+/// strides and features per stage) by nnU-Net's rules, and
 /// write it as `plan.json` into the config's output folder (`[train] output`).
 ///
 /// Every choice can be overridden in the config (`[preprocess] spacing`, `normalization`,
@@ -105,6 +106,7 @@ pub fn run(args: &PlanArgs) -> Result<()> {
             "patch_size": plan.patch_size,
             "batch_size": plan.batch_size,
             "num_stages": plan.num_stages,
+            "network": plan.network,
             "overridden": plan.overridden,
         });
         println!("{summary}");
@@ -132,6 +134,12 @@ pub fn run(args: &PlanArgs) -> Result<()> {
             plan.batch_size,
             plan.num_stages
         );
+        if let Some(net) = &plan.network {
+            let [stages, kernels, strides] = net.describe(plan.dims == 2);
+            println!("network        {stages}");
+            println!("               {kernels} (x, y, z)");
+            println!("               {strides}");
+        }
         if !plan.overridden.is_empty() {
             println!("from config    {}", plan.overridden.join(", "));
         }

@@ -27,21 +27,28 @@ fn inspect_config_valid_and_invalid_patch() {
         json: true,
     };
     run_inspect_config(&args).unwrap();
-    // the default network (5 stages, 32..320) at a 3D patch, as a table
+    // without a plan or [model] features: nnU-Net's network for the patch, as a table; an
+    // odd patch is padded to the pooling as the planner pads it
     let default = write_config(
         dir.path(),
         "default.toml",
         "[train]\npatch_size = [96, 160, 160]\n",
     );
-    run_inspect_config(&InspectConfigArgs {
-        config: default.clone(),
-        set: vec![],
-        json: false,
-    })
-    .unwrap();
+    for patch in ["[96,160,160]", "[96,100,160]"] {
+        run_inspect_config(&InspectConfigArgs {
+            config: default.clone(),
+            set: vec![format!("train.patch_size={patch}")],
+            json: false,
+        })
+        .unwrap();
+    }
+    // the network [model] writes (5 stages, stride 2) needs a divisible patch
     let err = run_inspect_config(&InspectConfigArgs {
         config: default,
-        set: vec!["train.patch_size=[96,100,160]".into()],
+        set: vec![
+            "train.patch_size=[96,100,160]".into(),
+            "model.features=[32,64,128,256,320]".into(),
+        ],
         json: false,
     })
     .unwrap_err()
@@ -78,7 +85,7 @@ fn bench_train_step_tiny() {
             dims: 2,
             patch: 16,
             batch: 1,
-            features: Some(vec![4, 8]),
+            features: vec![4, 8],
             steps: 1,
             variant: "residual".into(),
             deep_supervision: true,
@@ -92,7 +99,7 @@ fn bench_train_step_tiny() {
             dims: 2,
             patch: 15,
             batch: 1,
-            features: Some(vec![4, 8]),
+            features: vec![4, 8],
             steps: 1,
             variant: "conv".into(),
             deep_supervision: false,

@@ -225,6 +225,34 @@ impl NetworkTopology {
     pub fn num_stages(&self) -> usize {
         self.kernel_sizes.len()
     }
+
+    /// One line per item for summaries: features, then kernels and strides per stage as
+    /// `x x y x z` (`x x y` when `planar`).
+    pub fn describe(&self, planar: bool) -> [String; 3] {
+        let axes = |v: &[usize; 3]| {
+            let n = if planar { 2 } else { 3 };
+            v[..n]
+                .iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join("x")
+        };
+        let stages = |list: &[[usize; 3]]| list.iter().map(axes).collect::<Vec<_>>().join(" ");
+        let features: Vec<String> = self
+            .features_per_stage
+            .iter()
+            .map(|f| f.to_string())
+            .collect();
+        [
+            format!(
+                "{} stages, features {}",
+                self.num_stages(),
+                features.join("-")
+            ),
+            format!("kernels {}", stages(&self.kernel_sizes)),
+            format!("strides {}", stages(&self.strides)),
+        ]
+    }
 }
 
 /// Feature widths of [`plan_topology`]: an explicit list (its length caps the stages) or
