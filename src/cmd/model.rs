@@ -55,8 +55,8 @@ pub fn run_inspect_config(args: &InspectConfigArgs) -> Result<()> {
     }
     let in_channels = in_channels.unwrap_or(1);
     let classes = classes.unwrap_or(2);
-    let (model, patch) = network_to_inspect(&cfg, &mut notes)?;
-    let batch = cfg.train.batch_size.unwrap_or(2);
+    let (model, patch, planned_batch) = network_to_inspect(&cfg, &mut notes)?;
+    let batch = cfg.train.batch_size.or(planned_batch).unwrap_or(2);
     let net = UNetConfig::from_model_config(&model, in_channels, classes, &patch)?;
     let report = NetworkReport::new(&net, batch)?;
     if args.json {
@@ -73,7 +73,8 @@ pub fn run_inspect_config(args: &InspectConfigArgs) -> Result<()> {
     Ok(())
 }
 
-/// `[model]` with its topology and the patch (tensor order) that `inspect --config` shows:
+/// `[model]` with its topology, the patch (tensor order) and the plan's batch size that
+/// `inspect --config` shows:
 /// * with `RUN/plan.json`: the plan of this config (its `--set`s included) from the saved
 ///   fingerprint, i.e. the network `medseg train` builds;
 /// * without one, when `[model] features` is set: the config's network as written;
@@ -81,7 +82,7 @@ pub fn run_inspect_config(args: &InspectConfigArgs) -> Result<()> {
 fn network_to_inspect(
     cfg: &ExperimentConfig,
     notes: &mut Vec<String>,
-) -> Result<(ModelConfig, Vec<usize>)> {
+) -> Result<(ModelConfig, Vec<usize>, Option<usize>)> {
     let dims = cfg.model.dims;
     let tensor_order = |p: [usize; 3]| -> Vec<usize> {
         if dims == 2 {
@@ -106,7 +107,7 @@ fn network_to_inspect(
             ));
         }
         let model = plan.model_config(&cfg.model)?;
-        return Ok((model, tensor_order(plan.patch_size)));
+        return Ok((model, tensor_order(plan.patch_size), Some(plan.batch_size)));
     }
     // The config writes the patch in (x, y, z) order like every other size.
     let patch_ijk: [usize; 3] = match &cfg.train.patch_size {
@@ -129,7 +130,7 @@ fn network_to_inspect(
             "no plan in {}: the network as [model] writes it",
             plan_path.display()
         ));
-        return Ok((cfg.model.clone(), tensor_order(patch_ijk)));
+        return Ok((cfg.model.clone(), tensor_order(patch_ijk), None));
     }
     let planar = dims == 2;
     let opts = PlanOptions::from_config(cfg)?;
@@ -149,7 +150,7 @@ fn network_to_inspect(
         &padded[..dims]
     ));
     let model = medseg_preprocess::plan::model_config_for(&cfg.model, &net)?;
-    Ok((model, tensor_order(padded)))
+    Ok((model, tensor_order(padded), None))
 }
 
 /// Benchmarks.

@@ -137,7 +137,12 @@ pub fn run(args: &PlanArgs) -> Result<()> {
         if let Some(net) = &plan.network {
             let [stages, kernels, strides] = net.describe(plan.dims == 2);
             println!("network        {stages}");
-            println!("               {kernels} (x, y, z)");
+            let axes = if plan.dims == 2 {
+                "(x, y)"
+            } else {
+                "(x, y, z)"
+            };
+            println!("               {kernels} {axes}");
             println!("               {strides}");
         }
         if !plan.overridden.is_empty() {

@@ -872,8 +872,12 @@ mod tests {
         strides.strides = Some(vec![vec![1, 1, 1]; 3]);
         let err = plan.model_config(&strides).unwrap_err().to_string();
         assert!(err.contains("7 stages"), "{err}");
-        let mut old = plan.clone();
-        old.network = None;
+        // a version-1 plan.json (no network) still loads
+        let mut json = serde_json::to_value(&plan).unwrap();
+        json.as_object_mut().unwrap().remove("network");
+        json["version"] = 1.into();
+        let old: Plan = serde_json::from_value(json).unwrap();
+        assert_eq!(old.network, None);
         assert!(
             old.model_config(&model)
                 .unwrap_err()
