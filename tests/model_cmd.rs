@@ -95,16 +95,28 @@ fn inspect_config_3d_gates_transformer_and_default_network() {
         "{err}"
     );
 
-    // The default network (5 stages, 32..320) at a 3D patch, as a table.
+    // Without a plan or [model] features: nnU-Net's network for the patch, as a table; an odd
+    // patch is padded to the pooling as the planner pads it.
     let default = write_config(
         dir.path(),
         "default.toml",
         "[train]\npatch_size = [96, 160, 160]\n",
     );
-    let out = inspect_config(&default, &[]);
-    assert_success(&out);
-    assert!(!out.stdout.is_empty());
-    let out = inspect_config(&default, &["--set", "train.patch_size=[96,100,160]"]);
+    for patch in ["[96,160,160]", "[96,100,160]"] {
+        let out = inspect_config(&default, &["--set", &format!("train.patch_size={patch}")]);
+        assert_success(&out);
+        assert!(!out.stdout.is_empty());
+    }
+    // the network [model] writes (5 stages, stride 2) needs a divisible patch
+    let out = inspect_config(
+        &default,
+        &[
+            "--set",
+            "train.patch_size=[96,100,160]",
+            "--set",
+            "model.features=[32,64,128,256,320]",
+        ],
+    );
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -2,8 +2,7 @@
 //! (`inspect FILE`), or the network an experiment config describes (`inspect --config`).
 
 use super::args::ConfigArgs;
-use anyhow::{Context, Result};
-use medseg_model::{NetworkReport, UNetConfig};
+use anyhow::Result;
 use medseg_volume::{Header, read_nifti_f64};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -32,7 +31,7 @@ pub struct InspectArgs {
 pub fn run(args: &InspectArgs) -> Result<()> {
     match (&args.file, &args.config) {
         (Some(file), _) => run_file(file, args.json),
-        (None, Some(config)) => run_config(config, args.json),
+        (None, Some(config)) => super::inspect_network::run_config(config, args.json),
         (None, None) => anyhow::bail!("inspect needs a FILE or --config CONFIG.toml"),
     }
 }
@@ -157,75 +156,4 @@ fn print_table(d: &serde_json::Value, path: &Path) {
         let list: Vec<String> = labels.iter().map(|(k, v)| format!("{k}: {v}")).collect();
         println!("values       {}", list.join(", "));
     }
-}
-
-/// Patch size when `[train] patch_size` is not set (the plan normally decides it).
-const DEFAULT_PATCH_3D: [usize; 3] = [128, 128, 128];
-const DEFAULT_PATCH_2D: [usize; 2] = [512, 512];
-
-/// `inspect --config`: the network a config describes. An invalid patch size is an error whose
-/// message names the nearest valid sizes (the binary exits 1).
-fn run_config(config: &ConfigArgs, as_json: bool) -> Result<()> {
-    let cfg = config.load()?;
-    let mut notes = Vec::new();
-    let (mut in_channels, mut classes) = (cfg.model.in_channels, cfg.model.num_classes);
-    if in_channels.is_none() || classes.is_none() {
-        let dir = cfg.dataset_dir();
-        if dir.join("dataset.json").is_file() {
-            let ds = medseg_volume::dataset::Dataset::open(&dir).with_context(|| {
-                format!("reading {} for the channel and class counts", dir.display())
-            })?;
-            in_channels = in_channels.or(Some(ds.channel_names.len().max(1)));
-            classes = classes.or(Some(ds.labels.len()));
-        } else {
-            notes.push(format!(
-                "no dataset.json in {}: assuming {} input channel(s) and {} classes (set model.in_channels / model.num_classes)",
-                dir.display(),
-                in_channels.unwrap_or(1),
-                classes.unwrap_or(2)
-            ));
-        }
-    }
-    let in_channels = in_channels.unwrap_or(1);
-    let classes = classes.unwrap_or(2);
-    // The config writes the patch in (x, y, z) order like every other size; the network
-    // wants tensor order (z, y, x). A planned run's plan.json has the final patch.
-    let plan_path = cfg.output_dir().join("plan.json");
-    let planned = medseg_preprocess::Plan::load(&plan_path).ok();
-    let patch = match (&cfg.train.patch_size, planned) {
-        (Some(p), _) => p.iter().rev().copied().collect(),
-        (None, Some(plan)) => {
-            let p = plan.patch_size_kji();
-            notes.push(format!("patch size from {}", plan_path.display()));
-            if cfg.model.dims == 2 {
-                vec![p[1], p[2]]
-            } else {
-                p.to_vec()
-            }
-        }
-        (None, None) => {
-            let p = if cfg.model.dims == 2 {
-                DEFAULT_PATCH_2D.to_vec()
-            } else {
-                DEFAULT_PATCH_3D.to_vec()
-            };
-            notes.push(format!("train.patch_size not set: using {p:?}"));
-            p
-        }
-    };
-    let batch = cfg.train.batch_size.unwrap_or(2);
-    let net = UNetConfig::from_model_config(&cfg.model, in_channels, classes, &patch)?;
-    let report = NetworkReport::new(&net, batch)?;
-    if as_json {
-        println!("{}", serde_json::to_string(&report)?);
-        for n in &notes {
-            eprintln!("note: {n}");
-        }
-    } else {
-        print!("{}", report.to_text());
-        for n in &notes {
-            println!("note: {n}");
-        }
-    }
-    Ok(())
 }

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod demo;
 pub mod evaluate;
 pub mod inspect;
+pub mod inspect_network;
 pub mod plan;
 pub mod predict;
 pub mod synth;

@@ -10,8 +10,9 @@ use std::path::Path;
 ///
 /// Checks the dataset named in the config, computes its fingerprint (shapes, spacings, nonzero
 /// boxes, foreground intensity statistics, label volumes) and the plan (target spacing,
-/// normalization per channel, patch and batch size, network stages) by nnU-Net's rules, and
-/// writes it as `plan.json` into the config's output folder (`[train] output`).
+/// normalization per channel, patch and batch size, and the network: stages, kernel sizes,
+/// strides and features per stage) by nnU-Net's rules, and writes it as `plan.json` into the
+/// config's output folder (`[train] output`).
 ///
 /// Every choice can be overridden in the config (`[preprocess] spacing`, `normalization`,
 /// `[train] patch_size`, `batch_size`, ...) or with `--set`.
@@ -108,6 +109,7 @@ fn print_json(plan: &Plan, path: &Path) {
         "patch_size": plan.patch_size,
         "batch_size": plan.batch_size,
         "num_stages": plan.num_stages,
+        "network": plan.network,
         "overridden": plan.overridden,
     });
     println!("{summary}");
@@ -144,8 +146,24 @@ fn print_text(plan: &Plan, path: &Path) {
         plan.batch_size,
         plan.num_stages
     );
+    print_network(plan);
     if !plan.overridden.is_empty() {
         println!("from config    {}", plan.overridden.join(", "));
     }
     println!("wrote {}", path.display());
+}
+
+/// The planned network: features, kernel sizes and strides per stage.
+fn print_network(plan: &Plan) {
+    if let Some(net) = &plan.network {
+        let [stages, kernels, strides] = net.describe(plan.dims == 2);
+        println!("network        {stages}");
+        let axes = if plan.dims == 2 {
+            "(x, y)"
+        } else {
+            "(x, y, z)"
+        };
+        println!("               {kernels} {axes}");
+        println!("               {strides}");
+    }
 }

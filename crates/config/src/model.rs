@@ -1,15 +1,24 @@
 use serde::{Deserialize, Serialize};
 
-/// `[model]`: the network. Defaults give nnU-Net's plain UNet.
+/// `[model]`: the network. Defaults give nnU-Net's plain UNet, its topology (stages, kernel
+/// sizes, strides, features per stage) from the plan; every topology key here overrides the
+/// plan's choice and is checked against it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     /// 2 or 3. Default 3.
     #[serde(default = "default_dims")]
     pub dims: usize,
-    /// Feature maps per stage, shallowest first. Default [32, 64, 128, 256, 320].
-    #[serde(default = "default_features")]
-    pub features: Vec<usize>,
+    /// Feature maps per stage, shallowest first; the list's length caps the plan's stages.
+    /// Default: from the plan (`base_features` doubling per stage up to `max_features`).
+    #[serde(default)]
+    pub features: Option<Vec<usize>>,
+    /// Features of the first stage when `features` is not set. Default 32 (nnU-Net).
+    #[serde(default)]
+    pub base_features: Option<usize>,
+    /// Cap of the features per stage when `features` is not set. Default 320 in 3D, 512 in 2D.
+    #[serde(default)]
+    pub max_features: Option<usize>,
     /// Normalization: instance | group | batch. Default instance.
     #[serde(default)]
     pub norm: NormKind,
@@ -35,13 +44,13 @@ pub struct ModelConfig {
     #[serde(default = "default_layers")]
     pub transformer_layers: usize,
     /// Kernel size per stage and per axis (`[[1, 3, 3], [3, 3, 3], ...]` in 3D, `[[3, 3], ...]`
-    /// in 2D; axes in tensor order, depth first). One entry per stage, or none for 3 everywhere.
-    /// Default none (3 on every axis of every stage).
+    /// in 2D; axes in tensor order, depth first). One entry per stage.
+    /// Default: from the plan (nnU-Net's rule: 1 on a coarse axis until its spacing evens out).
     #[serde(default)]
     pub kernel_sizes: Option<Vec<Vec<usize>>>,
     /// Downsampling factor per stage and per axis, same layout as `kernel_sizes`; the first
     /// stage's entry must be all 1 (nnU-Net's anisotropic plans, e.g. `[1, 2, 2]`).
-    /// Default none (1 for stage 0, 2 on every axis for the others).
+    /// Default: from the plan (nnU-Net's rule: 2 while an axis can pool, else 1).
     #[serde(default)]
     pub strides: Option<Vec<Vec<usize>>>,
     /// Negative slope of the LeakyReLU after every norm. Default 0.01 (nnU-Net).
@@ -82,9 +91,6 @@ pub enum BottleneckKind {
 fn default_dims() -> usize {
     3
 }
-fn default_features() -> Vec<usize> {
-    vec![32, 64, 128, 256, 320]
-}
 fn yes() -> bool {
     true
 }
@@ -108,7 +114,9 @@ impl Default for ModelConfig {
     fn default() -> Self {
         Self {
             dims: default_dims(),
-            features: default_features(),
+            features: None,
+            base_features: None,
+            max_features: None,
             norm: NormKind::default(),
             deep_supervision: true,
             attention_gates: false,

@@ -91,7 +91,7 @@ pub fn run_train_step(o: &BenchOptions) -> Result<BenchResult, ModelError> {
     }
     let mut model_cfg = o.model.clone();
     model_cfg.dims = o.dims;
-    model_cfg.features = o.features.clone();
+    model_cfg.features = Some(o.features.clone());
     let patch = match &o.patch_shape {
         Some(p) if p.len() == o.dims => p.clone(),
         Some(p) => {

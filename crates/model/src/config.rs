@@ -73,7 +73,7 @@ impl UNetConfig {
     ) -> Result<Self, ModelError> {
         let model = ModelConfig {
             dims,
-            features: features.to_vec(),
+            features: Some(features.to_vec()),
             deep_supervision: false,
             ..ModelConfig::default()
         };
@@ -117,18 +117,20 @@ impl UNetConfig {
                 "num_classes must be at least 2 (background + one class), got {num_classes}"
             ));
         }
-        let n = model.features.len();
+        let Some(features) = model.features.as_ref() else {
+            return bad(
+                "model.features is not set: the plan decides the network (run `medseg plan`), or set model.features"
+                    .into(),
+            );
+        };
+        let n = features.len();
         if n < 2 {
             return bad(format!(
-                "features needs at least 2 stages, got {:?}",
-                model.features
+                "features needs at least 2 stages, got {features:?}"
             ));
         }
-        if model.features.contains(&0) {
-            return bad(format!(
-                "features must be positive, got {:?}",
-                model.features
-            ));
+        if features.contains(&0) {
+            return bad(format!("features must be positive, got {features:?}"));
         }
         let kernel_sizes = per_stage_axes(
             "kernel_sizes",
@@ -178,7 +180,7 @@ impl UNetConfig {
                 }
             }
             BottleneckKind::Transformer => {
-                let c = model.features[n - 1];
+                let c = features[n - 1];
                 if model.heads == 0 || !c.is_multiple_of(model.heads) {
                     return bad(format!(
                         "transformer heads ({}) must divide the bottleneck features ({c})",
@@ -218,7 +220,7 @@ impl UNetConfig {
             dims,
             in_channels,
             num_classes,
-            features: model.features.clone(),
+            features: features.clone(),
             kernel_sizes,
             strides,
             norm: model.norm,

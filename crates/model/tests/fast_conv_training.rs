@@ -21,7 +21,7 @@ fn train(choice: Kernels, dims: usize) -> (Vec<f32>, Vec<f32>) {
     device.seed(3);
     let m = ModelConfig {
         dims,
-        features: vec![4, 8, 16],
+        features: Some(vec![4, 8, 16]),
         deep_supervision: true,
         ..ModelConfig::default()
     };

@@ -9,7 +9,7 @@ use medseg_model::{NetworkReport, UNetConfig};
 fn small(dims: usize) -> ModelConfig {
     ModelConfig {
         dims,
-        features: vec![4, 8, 16],
+        features: Some(vec![4, 8, 16]),
         ..ModelConfig::default()
     }
 }
@@ -176,7 +176,7 @@ fn variants_train_on_autodiff_device() {
 fn anisotropic_stages() {
     let m = ModelConfig {
         dims: 3,
-        features: vec![4, 8, 16, 16],
+        features: Some(vec![4, 8, 16, 16]),
         kernel_sizes: Some(vec![
             vec![1, 3, 3],
             vec![1, 3, 3],
@@ -235,9 +235,18 @@ fn anisotropic_stages() {
 
 #[test]
 fn invalid_patch_names_nearest_sizes() {
+    // nnU-Net's widths for a 5-stage plan; without features the plan has to decide them
+    let five = ModelConfig {
+        features: Some(vec![32, 64, 128, 256, 320]),
+        ..ModelConfig::default()
+    };
+    let err = UNetConfig::from_model_config(&ModelConfig::default(), 1, 2, &[64, 64, 64])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("model.features is not set"), "{err}");
     let m = ModelConfig {
         dims: 3,
-        ..ModelConfig::default()
+        ..five.clone()
     }; // 32..320, 5 stages: factor 16
     let err = UNetConfig::from_model_config(&m, 1, 2, &[128, 100, 128])
         .unwrap_err()
@@ -256,7 +265,7 @@ fn invalid_patch_names_nearest_sizes() {
     assert!(UNetConfig::from_model_config(&m, 1, 2, &[96, 112, 128]).is_ok());
     let m2 = ModelConfig {
         dims: 2,
-        ..ModelConfig::default()
+        ..five.clone()
     };
     assert!(
         UNetConfig::from_model_config(&m2, 1, 2, &[64, 64, 64]).is_err(),
@@ -266,32 +275,32 @@ fn invalid_patch_names_nearest_sizes() {
     let bad = [
         ModelConfig {
             dims: 4,
-            ..ModelConfig::default()
+            ..five.clone()
         },
         ModelConfig {
-            features: vec![8],
-            ..ModelConfig::default()
+            features: Some(vec![8]),
+            ..five.clone()
         },
         ModelConfig {
             kernel_sizes: Some(vec![vec![3, 3, 3]; 2]),
-            ..ModelConfig::default()
+            ..five.clone()
         },
         ModelConfig {
             kernel_sizes: Some(vec![vec![2, 2, 2]; 5]),
-            ..ModelConfig::default()
+            ..five.clone()
         },
         ModelConfig {
             bottleneck: BottleneckKind::Transformer,
             heads: 7,
-            ..ModelConfig::default()
+            ..five.clone()
         },
         ModelConfig {
             downsample: "avg".into(),
-            ..ModelConfig::default()
+            ..five.clone()
         },
         ModelConfig {
             dropout: 1.0,
-            ..ModelConfig::default()
+            ..five.clone()
         },
     ];
     for b in bad {
@@ -421,7 +430,7 @@ fn round_trip(dims: usize, m: ModelConfig, patch: &[usize]) {
     // a weights file for another architecture is refused, not silently accepted
     let other = UNetConfig::from_model_config(
         &ModelConfig {
-            features: vec![4, 8, 32],
+            features: Some(vec![4, 8, 32]),
             ..m
         },
         1,

@@ -40,7 +40,7 @@ fn small_unet_overfits_one_patch() {
     let y: Tensor<4, Int> = Tensor::from_data(TensorData::new(lab.clone(), [1, 1, n, n]), &device);
     let m = ModelConfig {
         dims: 2,
-        features: vec![8, 16, 32],
+        features: Some(vec![8, 16, 32]),
         deep_supervision: true,
         ..ModelConfig::default()
     };

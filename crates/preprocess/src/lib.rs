@@ -4,7 +4,8 @@
 //!   separate z),
 //! * [`normalize`](fn@normalize) (CT clip + z-score, z-score, z-score inside the nonzero mask),
 //! * [`crop`] (crop to nonzero, exact uncrop, padding), [`orientation`] (lossless RAS),
-//! * [`fingerprint`] and [`plan`] (nnU-Net's rules, `plan.json`),
+//! * [`fingerprint`] and [`plan`] (nnU-Net's rules, `plan.json`), [`topology`] (the network's
+//!   stages, kernels, strides and widths by nnU-Net's `get_pool_and_conv_props`),
 //! * [`pipeline`] ([`preprocess_case`] and its inverse [`restore_to_original`]),
 //! * [`sampler`] (patches with foreground oversampling) and [`augment`].
 //!
@@ -27,6 +28,7 @@ pub mod plan;
 pub mod resample;
 pub mod sampler;
 mod stats;
+pub mod topology;
 
 pub use augment::{AugmentationConfig, Augmenter};
 pub use crop::{BoundingBox, crop_to_nonzero, nonzero_mask, pad_to_shape, uncrop};
@@ -48,3 +50,4 @@ pub use resample::{
 };
 pub use sampler::{ClassLocations, PatchSampler};
 pub use stats::percentile;
+pub use topology::NetworkTopology;

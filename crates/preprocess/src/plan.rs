@@ -6,7 +6,11 @@ use crate::fingerprint::DatasetFingerprint;
 use crate::normalize::Normalization;
 use crate::resample::{Interpolation, LabelInterpolation};
 use crate::stats::percentile;
-use medseg_config::ExperimentConfig;
+use crate::topology::{
+    BASE_FEATURES, FeatureWidths, MAX_FEATURES_2D, MAX_FEATURES_3D, NetworkTopology, PatchRequest,
+    plan_topology,
+};
+use medseg_config::{ExperimentConfig, ModelConfig};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -16,8 +20,12 @@ use std::path::Path;
 pub struct PlanOptions {
     /// 2 (2D network, slices) or 3.
     pub dims: usize,
-    /// Largest number of resolution stages of the network (its `features` length).
-    pub max_stages: usize,
+    /// `[model] features`: fixed widths whose length caps the stages; `None` = doubling.
+    pub features: Option<Vec<usize>>,
+    /// First-stage features when doubling (`None` = nnU-Net's 32).
+    pub base_features: Option<usize>,
+    /// Cap of the doubling (`None` = nnU-Net's 320 in 3D, 512 in 2D).
+    pub max_features: Option<usize>,
     pub reorient: bool,
     pub crop: bool,
     pub interpolation: Interpolation,
@@ -32,8 +40,6 @@ pub struct PlanOptions {
     pub batch_size: Option<usize>,
     pub patch_budget_voxels: usize,
     pub batch_budget_voxels: usize,
-    /// Smallest feature-map extent at the bottom of the network (nnU-Net: 4).
-    pub min_feature_map: usize,
 }
 
 impl PlanOptions {
@@ -91,7 +97,9 @@ impl PlanOptions {
         };
         Ok(Self {
             dims,
-            max_stages: cfg.model.features.len().max(1),
+            features: cfg.model.features.clone(),
+            base_features: cfg.model.base_features,
+            max_features: cfg.model.max_features,
             reorient: p.reorient.unwrap_or(true),
             crop: p.crop.unwrap_or(true),
             interpolation,
@@ -103,7 +111,6 @@ impl PlanOptions {
             batch_size: cfg.train.batch_size,
             patch_budget_voxels: p.patch_budget_voxels.unwrap_or(patch_default).max(1),
             batch_budget_voxels: p.batch_budget_voxels.unwrap_or(batch_default).max(1),
-            min_feature_map: 4,
         })
     }
 }
@@ -143,6 +150,10 @@ pub struct Plan {
     pub num_stages: usize,
     /// 2x downsamplings per axis; the patch is divisible by `2^pools`.
     pub pools_per_axis: [usize; 3],
+    /// The network's topology (nnU-Net's `arch_kwargs`); the network is built from it.
+    /// `None` in plans written before version 2 (the network then came from `[model]`).
+    #[serde(default)]
+    pub network: Option<NetworkTopology>,
     /// Fingerprint summary.
     pub num_cases: usize,
     pub median_spacing: [f64; 3],
@@ -180,10 +191,12 @@ impl Plan {
     /// * normalization: channel named CT -> clip to the foreground [0.5, 99.5] percentiles
     ///   and z-score with the foreground mean/std; others -> per-image z-score, inside the
     ///   nonzero mask when cropping keeps under 3/4 of the voxels (median);
-    /// * patch: start from the median resampled shape, shaped like `1 / spacing` and shrunk
-    ///   to the voxel budget, then pools per axis while the axis is at least
-    ///   `2 * min_feature_map` and its spacing at most twice the finest (nnU-Net's rule), at
-    ///   most `max_stages - 1` times; every axis rounded up to a multiple of `2^pools`;
+    /// * patch and network: nnU-Net's patch search and `get_pool_and_conv_props`
+    ///   ([`crate::topology`]): a patch shaped like `1 / spacing`, clipped to the median shape
+    ///   after resampling, padded to its pooling and shrunk one pooling step at a time until
+    ///   it fits the voxel budget (nnU-Net's GPU memory target); the stages, kernels, strides
+    ///   and widths follow from the final patch and spacing (`[model] features` caps the
+    ///   stages);
     /// * batch: `batch_budget / patch voxels`, at least 2, at most what covers 5% of the
     ///   dataset's voxels (nnU-Net's cap).
     pub fn create(fp: &DatasetFingerprint, opts: &PlanOptions) -> Result<Plan, PreprocessError> {
@@ -203,27 +216,26 @@ impl Plan {
             None => auto_spacing(fp, opts.anisotropy_threshold),
         };
         let normalization = plan_normalization(fp, opts, &mut overridden)?;
-        let mut median_resampled_shape = [0.0; 3];
-        for a in 0..3 {
-            median_resampled_shape[a] =
-                fp.median_shape_kji[2 - a] * fp.median_spacing[a] / target_spacing[a];
-        }
         let all_2d = fp.cases.iter().all(|c| c.shape_kji[0] == 1);
         let planar = opts.dims == 2 || all_2d;
-        if planar {
-            median_resampled_shape[2] = 1.0;
-        }
-        // effective spacing for the pooling rule (2D: the slice axis never pools)
-        let (patch_size, pools) = match &opts.patch_size {
+        let median_resampled_shape = median_resampled_shape(fp, target_spacing, planar);
+        let widths = feature_widths(opts, planar)?;
+        let request = match &opts.patch_size {
             Some(p) => {
                 overridden.push("patch_size".to_string());
-                let want = parse_patch(p, planar)?;
-                let pools = pools_for(want, target_spacing, planar, opts);
-                (round_to_pools(want, pools), pools)
+                PatchRequest::Given(parse_patch(p, planar)?.map(|v| v as f64))
             }
-            None => auto_patch(median_resampled_shape, target_spacing, planar, opts),
+            None => PatchRequest::FitMedian {
+                median: median_resampled_shape,
+                budget_voxels: opts.patch_budget_voxels,
+            },
         };
-        let num_stages = pools.iter().copied().max().unwrap_or(0) + 1;
+        let (network, patch_size, pools) = plan_topology(target_spacing, request, planar, &widths);
+        check_stage_count(&widths, &network, patch_size, target_spacing)?;
+        if opts.features.is_some() {
+            overridden.push("features".to_string());
+        }
+        let num_stages = network.num_stages();
         let patch_voxels: usize = patch_size.iter().product::<usize>().max(1);
         let batch_size = match opts.batch_size {
             Some(b) if b >= 1 => {
@@ -255,7 +267,7 @@ impl Plan {
             }
         };
         Ok(Plan {
-            version: 1,
+            version: 2,
             dataset: fp.dataset.clone(),
             dims: if planar { 2 } else { 3 },
             channel_names: fp.channel_names.clone(),
@@ -272,6 +284,7 @@ impl Plan {
             batch_size,
             num_stages,
             pools_per_axis: pools,
+            network: Some(network),
             num_cases: fp.cases.len(),
             median_spacing: fp.median_spacing,
             median_shape: [
@@ -312,6 +325,125 @@ impl Plan {
             what: "not a medseg plan",
             source,
         })
+    }
+}
+
+impl Plan {
+    /// `[model]` with the plan's topology filled in: `features`, `kernel_sizes` and `strides`
+    /// in the config's layout (tensor order `[d, h, w]` in 3D, `[h, w]` in 2D). Topology keys
+    /// the config sets must agree with the plan (`features`, `base_features`,
+    /// `max_features`; `kernel_sizes` / `strides` override it with one entry per stage);
+    /// each conflict is an error naming it and the fix. A plan from before version 2 has no
+    /// topology: `model.features` must then be set (the old behaviour).
+    pub fn model_config(&self, model: &ModelConfig) -> Result<ModelConfig, PreprocessError> {
+        let Some(net) = &self.network else {
+            if model.features.is_some() {
+                return Ok(model.clone());
+            }
+            return Err(PreprocessError::setting(
+                "plan.json",
+                format!("version {}", self.version),
+                "predates the network topology: delete it so that `medseg plan` / `medseg train` plan again, or set model.features",
+            ));
+        };
+        model_config_for(model, net)
+    }
+}
+
+/// `[model]` with `net` filled in, checked as [`Plan::model_config`] describes.
+pub fn model_config_for(
+    model: &ModelConfig,
+    net: &NetworkTopology,
+) -> Result<ModelConfig, PreprocessError> {
+    check_features(model, net)?;
+    if net
+        .n_conv_per_stage
+        .iter()
+        .chain(&net.n_conv_per_stage_decoder)
+        .any(|&n| n != crate::topology::CONVS_PER_STAGE)
+    {
+        return Err(PreprocessError::setting(
+            "plan.json network.n_conv_per_stage",
+            format!("{:?}", net.n_conv_per_stage),
+            "medseg's UNet has 2 convolutions per stage: plan again",
+        ));
+    }
+    let mut out = model.clone();
+    out.features = Some(net.features_per_stage.clone());
+    out.kernel_sizes = Some(stage_list(
+        "model.kernel_sizes",
+        model.kernel_sizes.as_ref(),
+        &net.kernel_sizes,
+        model.dims,
+    )?);
+    out.strides = Some(stage_list(
+        "model.strides",
+        model.strides.as_ref(),
+        &net.strides,
+        model.dims,
+    )?);
+    Ok(out)
+}
+
+/// The widths `[model]` sets (a list, or a base / cap) must be the planned ones.
+fn check_features(model: &ModelConfig, net: &NetworkTopology) -> Result<(), PreprocessError> {
+    let planned = &net.features_per_stage;
+    let (key, want) = match (&model.features, model.base_features, model.max_features) {
+        (None, None, None) => return Ok(()),
+        (Some(f), _, _) => ("model.features", f.clone()),
+        (None, base, max) => {
+            let key = if base.is_some() {
+                "model.base_features"
+            } else {
+                "model.max_features"
+            };
+            let base = base.unwrap_or(planned.first().copied().unwrap_or(BASE_FEATURES));
+            let max = max.unwrap_or_else(|| planned.iter().copied().max().unwrap_or(base));
+            let want = crate::topology::features_per_stage(planned.len(), base, max);
+            (key, want)
+        }
+    };
+    if &want == planned {
+        return Ok(());
+    }
+    Err(PreprocessError::setting(
+        key,
+        format!("{want:?}"),
+        &format!(
+            "disagrees with the plan's features per stage {planned:?} ({} stages); the plan was made with other [model] settings: delete RUN/plan.json and plan again (`medseg plan`), or use the plan's value",
+            planned.len()
+        ),
+    ))
+}
+
+/// A per-stage list in the config's layout: the config's own (which must have one entry per
+/// stage) or the plan's `(i, j, k)` values reversed to tensor order (`[h, w]` in 2D).
+fn stage_list(
+    key: &str,
+    given: Option<&Vec<Vec<usize>>>,
+    planned: &[[usize; 3]],
+    dims: usize,
+) -> Result<Vec<Vec<usize>>, PreprocessError> {
+    let layout = |v: &[usize; 3]| -> Vec<usize> {
+        if dims == 2 {
+            vec![v[1], v[0]]
+        } else {
+            vec![v[2], v[1], v[0]]
+        }
+    };
+    let planned: Vec<Vec<usize>> = planned.iter().map(layout).collect();
+    match given {
+        None => Ok(planned),
+        Some(g) if g.len() == planned.len() => Ok(g.clone()),
+        Some(g) => Err(PreprocessError::setting(
+            key,
+            format!("{g:?}"),
+            &format!(
+                "has {} entries but the plan's network has {} stages ({planned:?}): give one entry per stage or leave {key} out",
+                g.len(),
+                planned.len()
+            ),
+        )),
     }
 }
 
@@ -414,85 +546,103 @@ fn parse_patch(p: &[usize], planar: bool) -> Result<[usize; 3], PreprocessError>
     Ok(out)
 }
 
-/// nnU-Net's pooling rule on a patch: pool an axis while it is at least `2 * min_fm` and its
-/// current spacing is at most twice the finest current spacing among the poolable axes.
-fn pools_for(patch: [usize; 3], spacing: [f64; 3], planar: bool, opts: &PlanOptions) -> [usize; 3] {
-    let mut pools = [0usize; 3];
-    let mut size = patch.map(|p| p as f64);
-    let mut sp = spacing;
-    let axes: &[usize] = if planar { &[0, 1] } else { &[0, 1, 2] };
-    for _ in 0..opts.max_stages.saturating_sub(1) {
-        let by_size: Vec<usize> = axes
+/// nnU-Net's median shape after resampling: the median over cases of each cropped shape
+/// resampled to `target` (`compute_new_shape`, rounded), `(i, j, k)`; 1 on `k` when planar.
+fn median_resampled_shape(fp: &DatasetFingerprint, target: [f64; 3], planar: bool) -> [f64; 3] {
+    let mut median = [1.0; 3];
+    for a in 0..3 {
+        let along: Vec<f64> = fp
+            .cases
             .iter()
-            .copied()
-            .filter(|&a| size[a] >= 2.0 * opts.min_feature_map as f64)
-            .collect();
-        if by_size.is_empty() {
-            break;
-        }
-        let finest = by_size.iter().map(|&a| sp[a]).fold(f64::INFINITY, f64::min);
-        let pool: Vec<usize> = by_size
-            .into_iter()
-            .filter(|&a| sp[a] <= 2.0 * finest)
-            .collect();
-        if pool.is_empty() {
-            break;
-        }
-        for a in pool {
-            pools[a] += 1;
-            size[a] /= 2.0;
-            sp[a] *= 2.0;
-        }
-    }
-    pools
-}
-
-fn round_to_pools(patch: [usize; 3], pools: [usize; 3]) -> [usize; 3] {
-    [0, 1, 2].map(|a| {
-        let d = 1usize << pools[a];
-        patch[a].div_ceil(d).max(1) * d
-    })
-}
-
-fn auto_patch(
-    median: [f64; 3],
-    spacing: [f64; 3],
-    planar: bool,
-    opts: &PlanOptions,
-) -> ([usize; 3], [usize; 3]) {
-    let axes: Vec<usize> = if planar { vec![0, 1] } else { vec![0, 1, 2] };
-    // shape like 1/spacing (isotropic in mm), volume = budget, clipped to the median shape
-    let budget = opts.patch_budget_voxels as f64;
-    let inv: Vec<f64> = axes.iter().map(|&a| 1.0 / spacing[a]).collect();
-    let prod: f64 = inv.iter().product();
-    let f = (budget / prod).powf(1.0 / axes.len() as f64);
-    let mut p = [1.0f64; 3];
-    for (n, &a) in axes.iter().enumerate() {
-        p[a] = (inv[n] * f).min(median[a].max(1.0));
-    }
-    // grow clipped room back into the other axes is not done (nnU-Net neither): the patch is
-    // at most the median shape
-    let mut patch = p.map(|v| v.round().max(1.0) as usize);
-    let mut pools = pools_for(patch, spacing, planar, opts);
-    patch = round_to_pools(patch, pools);
-    // rounding up may exceed the budget: shrink the axis largest relative to the median
-    while patch.iter().product::<usize>() > opts.patch_budget_voxels {
-        let &a = axes
-            .iter()
-            .max_by(|&&x, &&y| {
-                (patch[x] as f64 / median[x].max(1.0))
-                    .total_cmp(&(patch[y] as f64 / median[y].max(1.0)))
+            .map(|c| {
+                (c.cropped_shape_kji[2 - a] as f64 * c.spacing[a] / target[a]).round_ties_even()
             })
-            .unwrap_or(&0);
-        let d = 1usize << pools[a];
-        if patch[a] <= d {
-            break;
-        }
-        patch[a] -= d;
-        pools = pools_for(patch, spacing, planar, opts);
-        patch = round_to_pools(patch, pools);
+            .collect();
+        median[a] = percentile(&along, 50.0).unwrap_or(1.0).max(1.0);
     }
-    (patch, pools)
+    if planar {
+        median[2] = 1.0;
+    }
+    median
+}
+
+/// The widths `[model]` asks for: an explicit `features` list, or nnU-Net's doubling with
+/// `base_features` / `max_features` (defaults 32 and 320 in 3D, 512 in 2D).
+fn feature_widths(opts: &PlanOptions, planar: bool) -> Result<FeatureWidths, PreprocessError> {
+    if let Some(f) = &opts.features {
+        if opts.base_features.is_some() || opts.max_features.is_some() {
+            return Err(PreprocessError::setting(
+                "model.features",
+                format!("{f:?}"),
+                "fixes every width: leave out model.base_features / model.max_features, or leave out model.features to double base_features up to max_features",
+            ));
+        }
+        if f.len() < 2 || f.contains(&0) {
+            return Err(PreprocessError::setting(
+                "model.features",
+                format!("{f:?}"),
+                "needs at least 2 positive values (one per stage)",
+            ));
+        }
+        return Ok(FeatureWidths::Explicit(f.clone()));
+    }
+    let cap = if planar {
+        MAX_FEATURES_2D
+    } else {
+        MAX_FEATURES_3D
+    };
+    let base = opts.base_features.unwrap_or(BASE_FEATURES);
+    let max = opts.max_features.unwrap_or(cap.max(base));
+    if base == 0 || max < base {
+        return Err(PreprocessError::setting(
+            "model.base_features",
+            base,
+            &format!("must be at least 1 and at most model.max_features ({max})"),
+        ));
+    }
+    Ok(FeatureWidths::Doubling { base, max })
+}
+
+/// The network needs two stages, and an explicit `features` list no more stages than the
+/// patch can pool.
+fn check_stage_count(
+    widths: &FeatureWidths,
+    network: &NetworkTopology,
+    patch: [usize; 3],
+    spacing: [f64; 3],
+) -> Result<(), PreprocessError> {
+    let stages = network.num_stages();
+    let why = format!(
+        "patch {patch:?} at spacing {:.3} x {:.3} x {:.3} mm pools to {} stages (nnU-Net pools an axis while its feature map stays >= {} voxels)",
+        spacing[0],
+        spacing[1],
+        spacing[2],
+        stages,
+        crate::topology::MIN_FEATURE_MAP
+    );
+    if let FeatureWidths::Explicit(f) = widths
+        && f.len() > stages
+    {
+        return Err(PreprocessError::setting(
+            "model.features",
+            format!("{f:?}"),
+            &format!(
+                "has {} stages but the {why}: give {stages} values, e.g. {:?}, or leave model.features out to let the plan choose",
+                f.len(),
+                &f[..stages]
+            ),
+        ));
+    }
+    if stages < 2 {
+        return Err(PreprocessError::setting(
+            "train.patch_size",
+            format!("{patch:?}"),
+            &format!(
+                "is too small for a UNet: the {why}; a network needs 2, so at least 8 voxels on an axis"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -533,8 +683,12 @@ mod tests {
     }
 
     fn opts() -> PlanOptions {
+        opts_for(3)
+    }
+
+    fn opts_for(dims: usize) -> PlanOptions {
         let cfg = ExperimentConfig::from_toml_str(
-            "[data]\ndataset = \"x\"\n",
+            &format!("[data]\ndataset = \"x\"\n[model]\ndims = {dims}\n"),
             &[],
             Path::new("t.toml"),
             Default::default(),
@@ -585,5 +739,152 @@ mod tests {
         assert_eq!(plan.overridden.len(), 4);
         o.normalization = Some(vec!["bogus".into()]);
         assert!(Plan::create(&fp, &o).is_err());
+    }
+
+    /// A plan for `n` cases of one spacing `(i, j, k)` and cropped shape `[k, j, i]`.
+    fn plan_of(spacing: [f64; 3], shape_kji: [usize; 3], dims: usize) -> Plan {
+        let cases = vec![case(spacing, shape_kji, shape_kji); 20];
+        Plan::create(&fingerprint(cases, &["MRI"]), &opts_for(dims)).unwrap()
+    }
+
+    fn net(plan: &Plan) -> &NetworkTopology {
+        plan.network
+            .as_ref()
+            .expect("a version-2 plan has its network")
+    }
+
+    // Expected values: nnU-Net v2.8.1's get_pool_and_conv_props and patch search (see
+    // tests/fixtures/topology), written here in the plan's (i, j, k) order.
+    #[test]
+    fn hippocampus_like_crops_get_nnunets_four_stage_network() {
+        let plan = plan_of([1.0; 3], [36, 50, 35], 3);
+        assert_eq!(plan.patch_size, [40, 56, 40]);
+        assert_eq!(plan.num_stages, 4);
+        assert_eq!(plan.pools_per_axis, [3, 3, 3]);
+        let n = net(&plan);
+        assert_eq!(n.features_per_stage, vec![32, 64, 128, 256]);
+        assert_eq!(n.strides[0], [1, 1, 1]);
+        assert!(n.strides[1..].iter().all(|s| *s == [2, 2, 2]));
+        assert!(n.kernel_sizes.iter().all(|k| *k == [3, 3, 3]));
+        assert_eq!(n.n_conv_per_stage, vec![2; 4]);
+        assert_eq!(n.n_conv_per_stage_decoder, vec![2; 3]);
+        let plan2d = plan_of([1.0; 3], [36, 50, 35], 2);
+        assert_eq!(plan2d.patch_size, [40, 56, 1]);
+        assert_eq!(net(&plan2d).features_per_stage, vec![32, 64, 128, 256]);
+        assert!(net(&plan2d).kernel_sizes.iter().all(|k| *k == [3, 3, 1]));
+    }
+
+    #[test]
+    fn anisotropic_mr_starts_with_in_plane_kernels_and_strides() {
+        let plan = plan_of([0.6, 0.6, 3.6], [20, 320, 320], 3);
+        assert_eq!(plan.target_spacing, [0.6, 0.6, 3.6]);
+        assert_eq!(plan.patch_size, [320, 320, 20]);
+        assert_eq!(plan.pools_per_axis, [6, 6, 2]);
+        let n = net(&plan);
+        assert_eq!(n.num_stages(), 7);
+        assert_eq!(n.kernel_sizes[0], [3, 3, 1]);
+        assert_eq!(n.strides[1], [2, 2, 1]);
+        assert_eq!(n.features_per_stage, vec![32, 64, 128, 256, 320, 320, 320]);
+        // the coarse axis joins the pooling once the in-plane spacing catches up
+        assert_eq!(n.strides.iter().filter(|s| s[2] == 2).count(), 2);
+        assert_eq!(n.kernel_sizes[6], [3, 3, 3]);
+    }
+
+    #[test]
+    fn ct_volumes_are_shrunk_to_the_budget_by_nnunets_search() {
+        let plan = plan_of([0.8, 0.8, 2.5], [120, 512, 512], 3);
+        assert_eq!(plan.patch_size, [192, 224, 48]);
+        assert!(plan.patch_size.iter().product::<usize>() <= 128 * 128 * 128);
+        let n = net(&plan);
+        assert_eq!(n.num_stages(), 6);
+        assert_eq!(n.kernel_sizes[0], [3, 3, 1]);
+        assert_eq!(n.strides[1], [2, 2, 1]);
+        assert_eq!(n.strides[2], [2, 2, 2]);
+        assert_eq!(n.shape_must_be_divisible_by, [32, 32, 8]);
+        let plan2d = plan_of([0.8, 0.8, 2.5], [120, 512, 512], 2);
+        assert_eq!(plan2d.patch_size, [256, 256, 1]);
+        assert_eq!(
+            net(&plan2d).features_per_stage,
+            vec![32, 64, 128, 256, 512, 512, 512]
+        );
+    }
+
+    #[test]
+    fn explicit_features_cap_the_stages_or_name_the_conflict() {
+        let cases = vec![case([1.0; 3], [36, 50, 35], [36, 50, 35]); 20];
+        let fp = fingerprint(cases, &["MRI"]);
+        let mut o = opts();
+        o.features = Some(vec![8, 16, 32]);
+        let plan = Plan::create(&fp, &o).unwrap();
+        assert_eq!(plan.num_stages, 3);
+        assert_eq!(plan.patch_size, [36, 52, 36]);
+        assert!(plan.overridden.contains(&"features".to_string()));
+        o.features = Some(vec![32, 64, 128, 256, 320]);
+        let err = Plan::create(&fp, &o).unwrap_err().to_string();
+        assert!(err.contains("model.features"), "{err}");
+        assert!(
+            err.contains("has 5 stages") && err.contains("give 4 values"),
+            "{err}"
+        );
+        o.base_features = Some(8);
+        assert!(
+            Plan::create(&fp, &o)
+                .unwrap_err()
+                .to_string()
+                .contains("leave out")
+        );
+        o.features = None;
+        let plan = Plan::create(&fp, &o).unwrap();
+        assert_eq!(net(&plan).features_per_stage, vec![8, 16, 32, 64]);
+    }
+
+    #[test]
+    fn the_model_config_takes_the_plans_topology_and_checks_overrides() {
+        let plan = plan_of([0.6, 0.6, 3.6], [20, 320, 320], 3);
+        let model = ModelConfig::default();
+        let m = plan.model_config(&model).unwrap();
+        assert_eq!(m.features.as_ref().unwrap().len(), 7);
+        // tensor order: depth (k) first
+        assert_eq!(m.kernel_sizes.as_ref().unwrap()[0], vec![1, 3, 3]);
+        assert_eq!(m.strides.as_ref().unwrap()[1], vec![1, 2, 2]);
+        let mut conflict = model.clone();
+        conflict.features = Some(vec![8, 16, 32, 64, 128, 256, 320]);
+        let err = plan.model_config(&conflict).unwrap_err().to_string();
+        assert!(
+            err.contains("model.features") && err.contains("plan again"),
+            "{err}"
+        );
+        let mut base = model.clone();
+        base.base_features = Some(16);
+        assert!(
+            plan.model_config(&base)
+                .unwrap_err()
+                .to_string()
+                .contains("model.base_features")
+        );
+        let mut strides = model.clone();
+        strides.strides = Some(vec![vec![1, 1, 1]; 3]);
+        let err = plan.model_config(&strides).unwrap_err().to_string();
+        assert!(err.contains("7 stages"), "{err}");
+        // a version-1 plan.json (no network) still loads
+        let mut json = serde_json::to_value(&plan).unwrap();
+        json.as_object_mut().unwrap().remove("network");
+        json["version"] = 1.into();
+        let old: Plan = serde_json::from_value(json).unwrap();
+        assert_eq!(old.network, None);
+        assert!(
+            old.model_config(&model)
+                .unwrap_err()
+                .to_string()
+                .contains("predates")
+        );
+        let mut fixed = model.clone();
+        fixed.features = Some(vec![4, 8]);
+        assert_eq!(old.model_config(&fixed).unwrap(), fixed);
+        let plan2d = plan_of([0.8, 0.8, 2.5], [120, 512, 512], 2);
+        let mut m2 = ModelConfig::default();
+        m2.dims = 2;
+        let m2 = plan2d.model_config(&m2).unwrap();
+        assert_eq!(m2.kernel_sizes.unwrap()[0], vec![3, 3]);
     }
 }

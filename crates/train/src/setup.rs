@@ -101,7 +101,8 @@ fn check_dataset(dataset: &Dataset) -> Result<(), TrainError> {
     })
 }
 
-/// The network a plan and config describe (patch from the plan).
+/// The network a plan and config describe: the plan's topology (stages, kernels, strides,
+/// features) with the config's `[model]` overrides checked against it; patch from the plan.
 pub fn network_for(cfg: &ExperimentConfig, plan: &Plan) -> Result<UNetConfig, TrainError> {
     let p = plan.patch_size_kji();
     let patch: Vec<usize> = if cfg.model.dims == 2 {
@@ -109,8 +110,9 @@ pub fn network_for(cfg: &ExperimentConfig, plan: &Plan) -> Result<UNetConfig, Tr
     } else {
         p.to_vec()
     };
+    let model = plan.model_config(&cfg.model)?;
     Ok(UNetConfig::from_model_config(
-        &cfg.model,
+        &model,
         plan.channel_names.len(),
         plan.num_classes,
         &patch,
