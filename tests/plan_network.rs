@@ -67,7 +67,7 @@ fn write_dataset(dir: &Path, channel: &str, spacing: [f64; 3], shape: [usize; 3]
         };
         let opts = WriteOptions::default();
         let name = format!("case_{c:03}");
-        let img = Volume::new(image, geometry.clone());
+        let img = Volume::new(image, geometry);
         write_volume(
             &data.join(format!("imagesTr/{name}_0000.nii.gz")),
             &img,
