@@ -882,8 +882,10 @@ mod tests {
         fixed.features = Some(vec![4, 8]);
         assert_eq!(old.model_config(&fixed).unwrap(), fixed);
         let plan2d = plan_of([0.8, 0.8, 2.5], [120, 512, 512], 2);
-        let mut m2 = ModelConfig::default();
-        m2.dims = 2;
+        let m2 = ModelConfig {
+            dims: 2,
+            ..ModelConfig::default()
+        };
         let m2 = plan2d.model_config(&m2).unwrap();
         assert_eq!(m2.kernel_sizes.unwrap()[0], vec![3, 3]);
     }
