@@ -187,6 +187,14 @@ pub fn run_with(args: &PredictArgs) -> Result<PredictReport> {
         }
         bar.set_message(case.clone());
         let images: MultiChannel = read_channels(files)?;
+        let non_finite: Vec<usize> = images
+            .data
+            .outer_iter()
+            .map(medseg_preprocess::count_non_finite)
+            .collect();
+        if let Some(w) = medseg_preprocess::non_finite_warning(case, files, &non_finite) {
+            bar.suspend(|| eprintln!("{w}"));
+        }
         let reference = read_header(&files[0])?;
         let mut last = std::time::Instant::now();
         let geometry = images.geometry;

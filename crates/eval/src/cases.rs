@@ -249,6 +249,16 @@ impl ProbMap {
 /// 4th axis holds the classes, background first. Returns its geometry for the grid check.
 pub fn read_prob_map(path: &Path) -> Result<(ProbMap, Geometry), EvalError> {
     let img = read_nifti(path)?;
+    // A NaN would drop out of every ROC threshold comparison and skew the AUC silently.
+    let bad = img.data.iter().filter(|x| !x.is_finite()).count();
+    if bad > 0 {
+        return Err(EvalError::Volume(medseg_volume::VolumeError::Format {
+            path: path.to_path_buf(),
+            reason: format!(
+                "is not a probability map: {bad} value(s) are NaN or Inf; re-run the prediction"
+            ),
+        }));
+    }
     let geometry = header_geometry(&img);
     let [ni, nj, nk] = img.header.spatial_shape();
     let channels = img.data.len() / (ni * nj * nk).max(1);
