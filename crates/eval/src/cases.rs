@@ -410,6 +410,41 @@ pub fn evaluate_cases(
     })
 }
 
+/// Voxels per label value that is neither background nor in `labels`, in the prediction and
+/// the ground truth.
+fn undeclared_labels(
+    pred: &Volume<u16>,
+    gt: &Volume<u16>,
+    labels: &[u16],
+) -> BTreeMap<(String, u16), usize> {
+    let mut out = BTreeMap::new();
+    for (what, v) in [("prediction", pred), ("ground truth", gt)] {
+        for &x in v.data.iter() {
+            if x != 0 && !labels.contains(&x) {
+                *out.entry((what.to_string(), x)).or_insert(0) += 1;
+            }
+        }
+    }
+    out
+}
+
+impl Evaluation {
+    /// One line per case and undeclared label: `case CASE: label 7 (12 voxels in the
+    /// prediction) is not among the evaluated labels ...`.
+    pub fn undeclared_label_warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for c in &self.cases {
+            for ((what, label), n) in &c.undeclared {
+                out.push(format!(
+                    "case {}: label {label} ({n} voxels in the {what}) is not among the evaluated labels {:?} (dataset.json); it is not scored",
+                    c.case, self.labels
+                ));
+            }
+        }
+        out
+    }
+}
+
 fn evaluate_one(
     c: &CaseInput,
     labels: &[u16],
@@ -427,6 +462,7 @@ fn evaluate_one(
         return Ok(m);
     };
     let pred = read_label_map(pred_path)?;
+    let undeclared = undeclared_labels(&pred, &gt, labels);
     let prob = match &c.prob {
         Some(p) => {
             let (map, geometry) = read_prob_map(p)?;
@@ -458,5 +494,9 @@ fn evaluate_one(
             ),
         },
         other => other,
+    })
+    .map(|mut m| {
+        m.undeclared = undeclared;
+        m
     })
 }

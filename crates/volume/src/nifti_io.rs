@@ -779,6 +779,12 @@ fn output_header(
             let pixdim_t = h.pixdim;
             h.set_shape(shape);
             h.pixdim = pixdim_t;
+            // A 2D reference (dim[0] = 2, shape (x, y)) keeps its dimensionality: the data's
+            // trailing singleton axes are medseg's 3D view of it, not part of the file.
+            let nd = r.dim[0].clamp(1, 7) as usize;
+            if nd < shape.len() && shape[nd..].iter().all(|&s| s == 1) {
+                h.dim[0] = nd as i64;
+            }
             h
         }
         None => Header::from_geometry(shape, geometry, datatype),

@@ -181,3 +181,25 @@ fn all_zero_sform_falls_back_to_the_qform() {
     assert!(g.difference(&before, 1e-9).is_none(), "{g:?} vs {before:?}");
     assert!(g.spacing.iter().all(|&s| s > 0.0), "{g:?}");
 }
+
+/// A prediction written with a 2D file's header (dim[0] = 2, shape (x, y)) stays 2D, so that
+/// it matches its own ground truth; it used to come back as (x, y, 1).
+#[test]
+fn output_with_a_2d_reference_keeps_two_dimensions() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = Volume::new(
+        Array3::from_shape_fn((1, 6, 5), |(_, j, i)| (i + j) as u8),
+        Geometry::with_spacing([0.5, 0.7, 1.0]),
+    );
+    let p3 = dir.path().join("flat.nii");
+    write_volume(&p3, &v, &WriteOptions::default()).unwrap();
+    let mut b = std::fs::read(&p3).unwrap();
+    b[40..42].copy_from_slice(&2i16.to_le_bytes());
+    let p2 = write(dir.path(), "two_d.nii", &b);
+    let reference = read_header(&p2).unwrap();
+    assert_eq!(reference.shape(), vec![5, 6]);
+    let out = dir.path().join("pred.nii.gz");
+    write_volume(&out, &v, &WriteOptions::with_reference(reference)).unwrap();
+    let h = read_header(&out).unwrap();
+    assert_eq!((h.dim[0], h.shape()), (2, vec![5, 6]));
+}
