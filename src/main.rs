@@ -67,6 +67,27 @@ fn select_kernels_from_env() {
     }
 }
 
+/// One line: the chain of causes joined, naming the file and the fix. A cause whose text the
+/// line already holds is skipped: library errors print their source inline (`FILE: Is a
+/// directory (os error 21)`), and the chain would repeat it.
+fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    if line.is_empty() {
+        line = "unknown error".into();
+    }
+    line
+}
+
 fn main() -> ExitCode {
     // Process-wide settings belong here, before any thread starts.
     medseg_kernels::alloc::keep_freed_memory();
@@ -92,13 +113,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line: the chain of causes joined, naming the file and the fix.
-            let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            let mut line = msg.join(": ");
-            if line.is_empty() {
-                line = "unknown error".into();
-            }
-            eprintln!("error: {line}");
+            eprintln!("error: {}", error_line(&e));
             ExitCode::from(1)
         }
     }

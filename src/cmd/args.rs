@@ -17,10 +17,10 @@ pub struct ConfigArgs {
 }
 
 impl ConfigArgs {
-    /// The config with the `--set` overrides applied; errors name the file.
+    /// The config with the `--set` overrides applied. Errors name the file, or the `--set`
+    /// at fault (no context naming the file on top: that would blame it for a bad `--set`).
     pub fn load(&self) -> Result<ExperimentConfig> {
-        ExperimentConfig::load(&self.config, &self.set)
-            .with_context(|| format!("loading {}", self.config.display()))
+        Ok(ExperimentConfig::load(&self.config, &self.set)?)
     }
 }
 

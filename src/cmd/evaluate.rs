@@ -53,6 +53,10 @@ pub struct EvaluateArgs {
     /// Print the report as one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Fail (exit 1) when a prediction or ground truth holds a label the evaluated labels
+    /// (dataset.json) do not declare; without it such labels are reported as warnings.
+    #[arg(long)]
+    pub strict: bool,
     #[command(flatten)]
     pub threads: ThreadArgs,
 }
@@ -159,6 +163,17 @@ pub fn run(args: &EvaluateArgs) -> Result<()> {
     };
     let ev = evaluate_cases(&list, &labels, &names, &opts, missing, &on_case_done)?;
     bar.finish_and_clear();
+    let undeclared = ev.undeclared_label_warnings();
+    for w in &undeclared {
+        eprintln!("warning: {w}");
+    }
+    if args.strict && !undeclared.is_empty() {
+        bail!(
+            "--strict: {} undeclared label(s) found (first: {}); declare them in dataset.json \"labels\" or fix the label maps",
+            undeclared.len(),
+            undeclared[0]
+        );
+    }
     if !ev.unmatched_predictions.is_empty() {
         eprintln!(
             "warning: {} prediction(s) without ground truth were not evaluated: {}",

@@ -79,6 +79,12 @@ pub fn run(args: &PlanArgs) -> Result<()> {
         }
     })?;
     bar.finish_and_clear();
+    for (c, case) in fp.cases.iter().zip(&dataset.cases) {
+        if let Some(w) = medseg_preprocess::non_finite_warning(&c.name, &case.images, &c.non_finite)
+        {
+            eprintln!("{w}");
+        }
+    }
     let plan = Plan::create(&fp, &opts)?;
 
     let out_dir = cfg.output_dir();

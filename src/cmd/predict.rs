@@ -45,8 +45,8 @@ pub struct PredictArgs {
     #[arg(long, alias = "resume")]
     pub skip_existing: bool,
     /// Process only shard I of N (1-based, e.g. 2/8) of the sorted case list.
-    #[arg(long, value_name = "I/N")]
-    pub shard: Option<String>,
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    pub shard: Option<Shard>,
     #[command(flatten)]
     pub device: DeviceArgs,
     #[command(flatten)]
@@ -109,19 +109,26 @@ fn split_channel(name: &str) -> (String, Option<usize>) {
     (name.to_string(), None)
 }
 
-/// Parses `I/N` (1-based).
-pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
-    let (i, n) = s
-        .split_once('/')
-        .context("--shard must look like I/N, e.g. 2/8")?;
-    let (i, n): (usize, usize) = (
-        i.trim().parse().context("--shard I")?,
-        n.trim().parse().context("--shard N")?,
+/// `--shard I/N`: the I-th (1-based) of N slices of the sorted case list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+/// Parses `I/N` (1-based). A clap value parser, so that a bad value is a usage error (exit 2)
+/// like any other malformed option.
+pub fn parse_shard(s: &str) -> Result<Shard, String> {
+    let usage = || format!("'{s}' is not I/N with 1 <= I <= N (e.g. --shard 2/8)");
+    let (i, n) = s.split_once('/').ok_or_else(usage)?;
+    let (index, count): (usize, usize) = (
+        i.trim().parse().map_err(|_| usage())?,
+        n.trim().parse().map_err(|_| usage())?,
     );
-    if n == 0 || i == 0 || i > n {
-        bail!("--shard {s}: need 1 <= I <= N");
+    if count == 0 || index == 0 || index > count {
+        return Err(usage());
     }
-    Ok((i, n))
+    Ok(Shard { index, count })
 }
 
 pub struct PredictReport {
@@ -146,8 +153,7 @@ pub fn run_with(args: &PredictArgs) -> Result<PredictReport> {
     let predictor = Predictor::from_runs(&runs, &device, Some(&inference), None)?;
     let cases = collect_cases(&args.input, predictor.plan.channel_names.len())?;
     let mut list: Vec<(String, Vec<PathBuf>)> = cases.into_iter().collect();
-    if let Some(s) = &args.shard {
-        let (i, n) = parse_shard(s)?;
+    if let Some(Shard { index: i, count: n }) = args.shard {
         list = list
             .into_iter()
             .enumerate()
@@ -181,6 +187,14 @@ pub fn run_with(args: &PredictArgs) -> Result<PredictReport> {
         }
         bar.set_message(case.clone());
         let images: MultiChannel = read_channels(files)?;
+        let non_finite: Vec<usize> = images
+            .data
+            .outer_iter()
+            .map(medseg_preprocess::count_non_finite)
+            .collect();
+        if let Some(w) = medseg_preprocess::non_finite_warning(case, files, &non_finite) {
+            bar.suspend(|| eprintln!("{w}"));
+        }
         let reference = read_header(&files[0])?;
         let mut last = std::time::Instant::now();
         let geometry = images.geometry;

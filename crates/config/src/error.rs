@@ -20,6 +20,17 @@ pub enum ConfigError {
         "invalid --set '{spec}': {reason} (expected section.key=value, e.g. --set train.epochs=10)"
     )]
     Override { spec: String, reason: String },
+    /// A well-formed `--set` whose value the schema rejects (wrong type, unknown key).
+    #[error("invalid --set {spec}: {reason}")]
+    SetValue { spec: String, reason: String },
     #[error("invalid value in config: {0}")]
     Invalid(String),
+    /// A setting that parses but cannot work; `origin` is the config file or the `--set`
+    /// that set it.
+    #[error("{origin}: {key} {reason}")]
+    Value {
+        origin: String,
+        key: String,
+        reason: String,
+    },
 }

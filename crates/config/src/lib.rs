@@ -20,7 +20,7 @@ mod postprocess;
 mod preprocess;
 mod train;
 
-pub use data::{DataConfig, FoldSelection};
+pub use data::{AllFolds, DataConfig, FoldSelection};
 pub use error::ConfigError;
 pub use inference::InferenceConfig;
 pub use loss::LossConfig;
@@ -78,18 +78,40 @@ impl ExperimentConfig {
             path: origin.to_path_buf(),
             message: one_line(&e.to_string()),
         })?;
+        let file_doc = doc.clone();
         for o in overrides {
             apply_override(&mut doc, o)?;
         }
-        let mut cfg: ExperimentConfig =
-            toml::Value::Table(doc)
-                .try_into()
-                .map_err(|e: toml::de::Error| ConfigError::Parse {
-                    path: origin.to_path_buf(),
-                    message: one_line(&e.to_string()),
-                })?;
+        let mut cfg = match deserialize(doc) {
+            Ok(cfg) => cfg,
+            Err(message) => return Err(blame(file_doc, overrides, origin, message)),
+        };
         cfg.base_dir = base_dir;
+        cfg.validate(overrides, origin)?;
         Ok(cfg)
+    }
+
+    /// Settings that parse but cannot work; the error names the key and where it was set.
+    fn validate(&self, overrides: &[String], origin: &Path) -> Result<(), ConfigError> {
+        let set_by = |key: &str| {
+            overrides
+                .iter()
+                .rev()
+                .find(|o| o.split_once('=').is_some_and(|(k, _)| k.trim() == key))
+                .map(|o| format!("--set {o}"))
+                .unwrap_or_else(|| format!("config {}", origin.display()))
+        };
+        if self.data.folds < 2 && !matches!(self.data.fold, FoldSelection::All(_)) {
+            return Err(ConfigError::Value {
+                origin: set_by("data.folds"),
+                key: "data.folds".into(),
+                reason: format!(
+                    "= {} leaves no held-out cases: validation would score the training cases; use data.folds >= 2 (default 5), or data.fold = \"all\" to train on every case without validation",
+                    self.data.folds
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// A path from the config, made absolute against the config file's folder.
@@ -122,6 +144,42 @@ impl ExperimentConfig {
     pub fn to_toml_string(&self) -> String {
         self.to_toml().unwrap_or_default()
     }
+}
+
+fn deserialize(doc: toml::Table) -> Result<ExperimentConfig, String> {
+    toml::Value::Table(doc)
+        .try_into()
+        .map_err(|e: toml::de::Error| one_line(&e.to_string()))
+}
+
+/// Whom a schema error belongs to: the file when the file alone gives it, else the first
+/// `--set` after which it appears (so `--set train.epochs=abc` is named, not the file).
+fn blame(
+    file_doc: toml::Table,
+    overrides: &[String],
+    origin: &Path,
+    message: String,
+) -> ConfigError {
+    let file_error = || ConfigError::Parse {
+        path: origin.to_path_buf(),
+        message: message.clone(),
+    };
+    if overrides.is_empty() || deserialize(file_doc.clone()).err().as_ref() == Some(&message) {
+        return file_error();
+    }
+    let mut doc = file_doc;
+    for o in overrides {
+        if apply_override(&mut doc, o).is_err() {
+            break;
+        }
+        if deserialize(doc.clone()).err().as_ref() == Some(&message) {
+            return ConfigError::SetValue {
+                spec: o.clone(),
+                reason: message,
+            };
+        }
+    }
+    file_error()
 }
 
 /// Removes `.` and `dir/..` pairs without touching the file system (`configs/../data` ->
@@ -166,6 +224,51 @@ mod tests {
 
     fn parse(text: &str) -> ExperimentConfig {
         ExperimentConfig::from_toml_str(text, &[], Path::new("test.toml"), PathBuf::new()).unwrap()
+    }
+
+    fn parse_with(text: &str, sets: &[&str]) -> Result<ExperimentConfig, ConfigError> {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        ExperimentConfig::from_toml_str(text, &sets, Path::new("exp.toml"), PathBuf::new())
+    }
+
+    #[test]
+    fn a_bad_set_value_names_the_set_not_the_file() {
+        let text = "[data]\ndataset = 'd'\n";
+        let e = parse_with(text, &["train.epochs=3", "train.epochs=abc"]).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("--set train.epochs=abc"), "{msg}");
+        assert!(!msg.contains("exp.toml"), "{msg}");
+        let e = parse_with(text, &["train.bogus=1"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--set train.bogus=1") && e.contains("bogus"),
+            "{e}"
+        );
+        // An error the file alone has is still the file's.
+        let e = parse_with(
+            "[data]\ndataset = 'd'\n[train]\nepochs = 'x'\n",
+            &["train.seed=1"],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("exp.toml") && !e.contains("--set"), "{e}");
+    }
+
+    #[test]
+    fn fewer_than_two_folds_is_refused_unless_fold_all() {
+        for folds in [0, 1] {
+            let text = format!("[data]\ndataset = 'd'\nfolds = {folds}\n");
+            let e = parse_with(&text, &[]).unwrap_err().to_string();
+            assert!(e.contains("exp.toml") && e.contains("data.folds"), "{e}");
+            assert!(e.contains("fold = \"all\""), "the fix is named: {e}");
+            let e = parse_with("[data]\ndataset = 'd'\n", &[&format!("data.folds={folds}")])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("--set data.folds={folds}")), "{e}");
+            parse_with(&text, &["data.fold=\"all\""]).unwrap();
+        }
+        parse_with("[data]\ndataset = 'd'\nfolds = 2\n", &[]).unwrap();
     }
 
     #[test]

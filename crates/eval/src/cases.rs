@@ -249,6 +249,16 @@ impl ProbMap {
 /// 4th axis holds the classes, background first. Returns its geometry for the grid check.
 pub fn read_prob_map(path: &Path) -> Result<(ProbMap, Geometry), EvalError> {
     let img = read_nifti(path)?;
+    // A NaN would drop out of every ROC threshold comparison and skew the AUC silently.
+    let bad = img.data.iter().filter(|x| !x.is_finite()).count();
+    if bad > 0 {
+        return Err(EvalError::Volume(medseg_volume::VolumeError::Format {
+            path: path.to_path_buf(),
+            reason: format!(
+                "is not a probability map: {bad} value(s) are NaN or Inf; re-run the prediction"
+            ),
+        }));
+    }
     let geometry = header_geometry(&img);
     let [ni, nj, nk] = img.header.spatial_shape();
     let channels = img.data.len() / (ni * nj * nk).max(1);
@@ -400,6 +410,41 @@ pub fn evaluate_cases(
     })
 }
 
+/// Voxels per label value that is neither background nor in `labels`, in the prediction and
+/// the ground truth.
+fn undeclared_labels(
+    pred: &Volume<u16>,
+    gt: &Volume<u16>,
+    labels: &[u16],
+) -> BTreeMap<(String, u16), usize> {
+    let mut out = BTreeMap::new();
+    for (what, v) in [("prediction", pred), ("ground truth", gt)] {
+        for &x in v.data.iter() {
+            if x != 0 && !labels.contains(&x) {
+                *out.entry((what.to_string(), x)).or_insert(0) += 1;
+            }
+        }
+    }
+    out
+}
+
+impl Evaluation {
+    /// One line per case and undeclared label: `case CASE: label 7 (12 voxels in the
+    /// prediction) is not among the evaluated labels ...`.
+    pub fn undeclared_label_warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for c in &self.cases {
+            for ((what, label), n) in &c.undeclared {
+                out.push(format!(
+                    "case {}: label {label} ({n} voxels in the {what}) is not among the evaluated labels {:?} (dataset.json); it is not scored",
+                    c.case, self.labels
+                ));
+            }
+        }
+        out
+    }
+}
+
 fn evaluate_one(
     c: &CaseInput,
     labels: &[u16],
@@ -417,6 +462,7 @@ fn evaluate_one(
         return Ok(m);
     };
     let pred = read_label_map(pred_path)?;
+    let undeclared = undeclared_labels(&pred, &gt, labels);
     let prob = match &c.prob {
         Some(p) => {
             let (map, geometry) = read_prob_map(p)?;
@@ -448,5 +494,9 @@ fn evaluate_one(
             ),
         },
         other => other,
+    })
+    .map(|mut m| {
+        m.undeclared = undeclared;
+        m
     })
 }

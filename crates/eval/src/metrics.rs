@@ -137,6 +137,10 @@ pub struct CaseMetrics {
     pub missing_prediction: bool,
     /// Voxel-level ROC curve per label (when probabilities were given and both classes occur).
     pub roc_curves: BTreeMap<u16, Vec<[f64; 2]>>,
+    /// Label values present but not among the evaluated labels (e.g. not declared in
+    /// dataset.json): `(where, label) -> voxels`, where = "prediction" or "ground truth".
+    /// They are not scored; `medseg evaluate` warns and `--strict` fails.
+    pub undeclared: BTreeMap<(String, u16), usize>,
 }
 
 /// Metrics of every label in `labels` for one pair of label maps, without probabilities.
@@ -233,6 +237,7 @@ pub fn evaluate_case(
         image_diagonal_mm: diagonal,
         missing_prediction: false,
         roc_curves: BTreeMap::new(),
+        undeclared: BTreeMap::new(),
     };
     for (label, m, curve) in per_label {
         out.labels.insert(label, m);

@@ -70,8 +70,22 @@ pub fn save_safetensors(model: &UNet, path: &Path) -> Result<(), ModelError> {
     let tmp = temp_path(path);
     let _ = std::fs::remove_file(&tmp);
     let mut store = SafetensorsStore::from_file(&tmp);
-    let r = model.save_into(&mut store).map_err(|e| e.to_string());
+    let r = model
+        .save_into(&mut store)
+        .map_err(|e| e.to_string())
+        .and_then(|()| give_default_mode(&tmp).map_err(|e| e.to_string()));
     finish(&tmp, path, r)
+}
+
+/// burn writes safetensors through a private temporary file (mode 0600); give the file the
+/// mode a newly created file gets here (0666 less the umask, usually 0644), like every other
+/// file of the run directory. The mode is read from a freshly created probe file, the one
+/// portable way to learn the umask without unsafe code.
+fn give_default_mode(file: &Path) -> std::io::Result<()> {
+    let probe = temp_path(&file.with_extension("mode-probe"));
+    let mode = std::fs::File::create(&probe).and_then(|f| f.metadata());
+    let _ = std::fs::remove_file(&probe);
+    std::fs::set_permissions(file, mode?.permissions())
 }
 
 /// Builds `config`'s network on `device` and loads safetensors weights written by

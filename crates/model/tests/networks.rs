@@ -427,6 +427,13 @@ fn round_trip(dims: usize, m: ModelConfig, patch: &[usize]) {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(names.len(), 2, "{names:?}");
+    // model.safetensors gets the mode of every other file written (not burn's tempfile 0600)
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&st), mode(&bpk), "safetensors mode {:o}", mode(&st));
+    }
     // a weights file for another architecture is refused, not silently accepted
     let other = UNetConfig::from_model_config(
         &ModelConfig {

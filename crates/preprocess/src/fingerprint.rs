@@ -1,6 +1,7 @@
 //! The dataset fingerprint: what the plan is computed from.
 
 use crate::crop::crop_to_nonzero;
+use crate::normalize::replace_non_finite;
 use crate::pipeline::{case_reorientation, check_label_shape};
 use crate::stats::{mean_std, percentile_sorted};
 use crate::{BoundingBox, PreprocessError};
@@ -57,6 +58,10 @@ pub struct CaseFingerprint {
     /// Sampled foreground intensities per channel (not saved).
     #[serde(skip)]
     pub foreground_samples: Vec<Vec<f32>>,
+    /// Non-finite voxels per channel, replaced as preprocessing replaces them before the
+    /// statistics (see [`crate::replace_non_finite`]).
+    #[serde(default)]
+    pub non_finite: Vec<usize>,
 }
 
 /// Foreground intensity statistics of one channel over the whole dataset.
@@ -182,7 +187,8 @@ pub fn fingerprint_case(
     check_label_shape(label, shape, || format!("label of case {name}"))?;
     let r = case_reorientation(opts.reorient, images, shape);
     let geometry = r.apply_geometry(&images.geometry, shape);
-    let data = r.apply_channels(images.data.view());
+    let mut data = r.apply_channels(images.data.view());
+    let non_finite: Vec<usize> = data.outer_iter_mut().map(replace_non_finite).collect();
     let lab = label.map(|l| r.apply(l.data.view()));
     let (bbox, mask) = if opts.crop {
         crop_to_nonzero(data.view())
@@ -251,6 +257,7 @@ pub fn fingerprint_case(
             .map(|s| ChannelIntensity::of(s))
             .collect(),
         foreground_samples,
+        non_finite,
     })
 }
 

@@ -37,7 +37,9 @@ pub use fingerprint::{
     CaseFingerprint, ChannelIntensity, DatasetFingerprint, FingerprintOptions, fingerprint_case,
     fingerprint_dataset,
 };
-pub use normalize::{Normalization, normalize};
+pub use normalize::{
+    Normalization, count_non_finite, non_finite_warning, normalize, replace_non_finite,
+};
 pub use orientation::Reorientation;
 pub use pipeline::{
     CaseProperties, PreprocessedCase, preprocess_case, restore_channel_to_original,

@@ -42,6 +42,72 @@ impl Normalization {
 
 const EPS: f64 = 1e-8;
 
+/// Non-finite voxels (NaN, ±Inf) of one channel, counted.
+pub fn count_non_finite(data: ArrayView3<f32>) -> usize {
+    data.iter().filter(|x| !x.is_finite()).count()
+}
+
+/// Replaces the non-finite voxels of one channel before anything else sees them, and returns
+/// how many there were: NaN and -Inf become the channel's finite minimum, +Inf its finite
+/// maximum (0 when no voxel is finite).
+///
+/// Why: one NaN poisons every statistic (a z-score of all NaN, a background prediction, a
+/// NaN loss). nnU-Net refuses such datasets in its integrity check and leaves the fix to the
+/// user; medseg repairs them with a warning naming the case and the count instead, because
+/// NaN usually marks voxels outside the field of view (scanner or registration padding), for
+/// which the darkest value of the image is the closest stand-in; a value of 0 would be tissue
+/// in CT (water) and would enter the nonzero mask.
+pub fn replace_non_finite(mut data: ArrayViewMut3<f32>) -> usize {
+    let bad = count_non_finite(data.view());
+    if bad == 0 {
+        return 0;
+    }
+    let (lo, hi) = data
+        .iter()
+        .filter(|x| x.is_finite())
+        .fold(None, |acc: Option<(f32, f32)>, &x| match acc {
+            None => Some((x, x)),
+            Some((lo, hi)) => Some((lo.min(x), hi.max(x))),
+        })
+        .unwrap_or((0.0, 0.0));
+    data.mapv_inplace(|x| {
+        if x.is_finite() {
+            x
+        } else if x == f32::INFINITY {
+            hi
+        } else {
+            lo
+        }
+    });
+    bad
+}
+
+/// The warning for a case with non-finite voxels (`counts` per channel, `files` its channel
+/// files), or `None` when every voxel is finite. One wording for plan, train and predict.
+pub fn non_finite_warning(
+    case: &str,
+    files: &[std::path::PathBuf],
+    counts: &[usize],
+) -> Option<String> {
+    let parts: Vec<String> = counts
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n > 0)
+        .map(|(c, n)| match files.get(c).or(files.first()) {
+            Some(f) if files.len() == counts.len() => format!("{n} in {}", f.display()),
+            Some(f) => format!("{n} in channel {c} of {}", f.display()),
+            None => format!("{n} in channel {c}"),
+        })
+        .collect();
+    if parts.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "warning: case {case}: non-finite voxels (NaN or Inf): {}; replaced by the image's finite minimum (+Inf: maximum) before normalization",
+        parts.join(", ")
+    ))
+}
+
 /// Normalizes one channel in place (statistics in f64). `mask` (same shape) is used by
 /// [`Normalization::ZScoreNonzero`]; without one, the mask is `x != 0`.
 pub fn normalize(

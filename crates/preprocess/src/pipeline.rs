@@ -3,7 +3,7 @@
 
 use crate::PreprocessError;
 use crate::crop::{BoundingBox, crop_to_nonzero, uncrop};
-use crate::normalize::normalize;
+use crate::normalize::{normalize, replace_non_finite};
 use crate::orientation::Reorientation;
 use crate::plan::Plan;
 use crate::resample::{
@@ -41,6 +41,9 @@ pub struct PreprocessedCase {
     /// Label map on the same grid.
     pub label: Option<Array3<u16>>,
     pub props: CaseProperties,
+    /// Non-finite input voxels per channel, replaced before normalization (see
+    /// [`replace_non_finite`]); callers warn, naming the case.
+    pub non_finite: Vec<usize>,
 }
 
 fn same_grid(a: &Grid, b: &Grid) -> bool {
@@ -102,8 +105,13 @@ pub fn preprocess_case(
     );
     // Each step replaces the previous array (shadowed bindings would keep it alive), so at
     // most two copies of the case exist at a time.
+    let mut non_finite = Vec::with_capacity(s[0]);
     let (crop_bbox, mask, mut data) = {
-        let data = reorientation.apply_channels(images.data.view());
+        let mut data = reorientation.apply_channels(images.data.view());
+        // Before the crop: a NaN is "nonzero" and would widen the crop box.
+        for ch in data.outer_iter_mut() {
+            non_finite.push(replace_non_finite(ch));
+        }
         if plan.crop {
             let (b, m) = crop_to_nonzero(data.view());
             let cropped = b.crop_channels(data.view());
@@ -171,6 +179,7 @@ pub fn preprocess_case(
             preprocessed,
             nearest_axis,
         },
+        non_finite,
     })
 }
 

@@ -663,6 +663,7 @@ mod tests {
             voxel_volume_mm3: spacing.iter().product(),
             intensity: vec![],
             foreground_samples: vec![],
+            non_finite: vec![],
         }
     }
 

@@ -31,6 +31,8 @@ pub struct CachedCase {
     /// Sampled voxel positions of each foreground class (for oversampling).
     pub locations: ClassLocations,
     pub props: CaseProperties,
+    /// Non-finite voxels per channel of the source images, replaced in preprocessing.
+    pub non_finite: Vec<usize>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -44,6 +46,9 @@ struct SourceStamp {
 struct CacheEntry {
     sources: Vec<SourceStamp>,
     props: CaseProperties,
+    /// Kept so that a cache hit warns as the first build did.
+    #[serde(default)]
+    non_finite: Vec<usize>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -95,7 +100,7 @@ fn build_case(
     plan: &Plan,
     img_path: &Path,
     seg_path: &Path,
-) -> Result<(Array4<f32>, Array3<u16>, CaseProperties), TrainError> {
+) -> Result<Built, TrainError> {
     let images = read_channels(&case.images)?;
     let label_path = case.label.as_ref().ok_or_else(|| TrainError::Case {
         case: case.name.clone(),
@@ -108,8 +113,11 @@ fn build_case(
         reason: "label lost in preprocessing".into(),
     })?;
     write_cached(img_path, seg_path, &pre.image, &seg)?;
-    Ok((pre.image, seg, pre.props))
+    Ok((pre.image, seg, pre.props, pre.non_finite))
 }
+
+/// A preprocessed case: image, label, properties, non-finite voxels per channel.
+type Built = (Array4<f32>, Array3<u16>, CaseProperties, Vec<usize>);
 
 /// Loads (or computes and stores) the preprocessed form of `cases`. `on_case(name, cached)`
 /// reports progress. Cases are processed one at a time, so memory holds the finished cases
@@ -153,24 +161,25 @@ pub fn load_or_build(
             .get(&case.name)
             .filter(|e| e.sources == src && img_path.is_file() && seg_path.is_file())
             .cloned();
-        let (image, label, props, hit) = match cached.and_then(|e| {
+        let (image, label, props, non_finite, hit) = match cached.and_then(|e| {
             read_cached(&img_path, &seg_path)
                 .ok()
-                .map(|(i, l)| (i, l, e.props))
+                .map(|(i, l)| (i, l, e.props, e.non_finite))
         }) {
-            Some((image, label, props)) => (image, label, props, true),
+            Some((image, label, props, non_finite)) => (image, label, props, non_finite, true),
             None => {
-                let (image, label, props) =
+                let (image, label, props, non_finite) =
                     build_case(case, plan, &img_path, &seg_path).map_err(wrap)?;
                 manifest.cases.insert(
                     case.name.clone(),
                     CacheEntry {
                         sources: src,
                         props: props.clone(),
+                        non_finite: non_finite.clone(),
                     },
                 );
                 write_json(&manifest_path, &manifest)?;
-                (image, label, props, false)
+                (image, label, props, non_finite, false)
             }
         };
         let locations = ClassLocations::from_label(label.view(), 10_000, seed ^ idx as u64);
@@ -181,6 +190,7 @@ pub fn load_or_build(
             label,
             locations,
             props,
+            non_finite,
         });
     }
     Ok(out)
@@ -217,6 +227,13 @@ fn read_cached(img: &Path, seg: &Path) -> Result<(Array4<f32>, Array3<u16>), Tra
         return Err(TrainError::File {
             path: img.to_path_buf(),
             reason: "cached image and label disagree".into(),
+        });
+    }
+    // A cache written before non-finite voxels were replaced is rebuilt, not trained on.
+    if image.iter().any(|x| !x.is_finite()) {
+        return Err(TrainError::File {
+            path: img.to_path_buf(),
+            reason: "cached image holds non-finite values".into(),
         });
     }
     image = image.as_standard_layout().into_owned();

@@ -45,6 +45,13 @@ impl FoldData {
                 obs.progress("preprocess", done, total, &format!("{name}{note}"));
             },
         )?;
+        for (c, case) in train.iter().zip(&all) {
+            if let Some(w) =
+                medseg_preprocess::non_finite_warning(&c.name, &case.images, &c.non_finite)
+            {
+                obs.message(&w);
+            }
+        }
         let val_cached = train.split_off(train_cases.len());
         let val = val_cached
             .into_iter()

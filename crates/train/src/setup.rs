@@ -71,6 +71,12 @@ pub fn plan_for(
     };
     obs.message("plan: fingerprinting the dataset");
     let fp = fingerprint_dataset(dataset, &fp_opts, &|_| {})?;
+    for (c, case) in fp.cases.iter().zip(&dataset.cases) {
+        if let Some(w) = medseg_preprocess::non_finite_warning(&c.name, &case.images, &c.non_finite)
+        {
+            obs.message(&w);
+        }
+    }
     let plan = Plan::create(&fp, &opts)?;
     plan.save(&path)?;
     obs.message(&format!(

@@ -21,6 +21,7 @@ mod nifti_io;
 pub mod png;
 pub mod synth;
 mod volume;
+mod warn;
 
 pub use error::{BoxedError, VolumeError};
 pub use geometry::{Geometry, SINGULAR_RATIO, det3, invert3};
@@ -30,6 +31,7 @@ pub use nifti_io::{
     read_nifti_f64, read_volume, write_channels, write_volume,
 };
 pub use volume::{MultiChannel, Volume};
+pub use warn::warn_once;
 
 /// Writes `bytes` to `path` through a temporary file in the same folder, then renames it into
 /// place, so a crash never leaves a half-written output.

@@ -2,7 +2,8 @@
 //!
 //! Reading loads the (decompressed) file into memory once and decodes the voxels straight into
 //! the output array, applying `scl_slope`/`scl_inter` in `f64` as nibabel does. Gzip is detected
-//! by its magic bytes, not the extension, and multi-member streams are read whole. Sizes are
+//! by its magic bytes, not the extension, multi-member streams are read whole, and every
+//! member's CRC-32 and length (ISIZE) must match: a damaged `.nii.gz` is an error, not data. Sizes are
 //! checked before anything large is allocated: a header that announces more data than the file
 //! can hold is an error, never an out-of-memory abort.
 
@@ -61,15 +62,14 @@ pub fn read_nifti_f64(path: &Path) -> Result<(Header, ArrayD<f64>), VolumeError>
 }
 
 fn read_nifti_as<T: DecodeTarget>(path: &Path) -> Result<(Header, ArrayD<T>), VolumeError> {
-    let (bytes, compressed_len, gz) = read_maybe_gz(path, None)?;
+    let (bytes, compressed_len, gz) = read_maybe_gz(path)?;
     let header = parse_header(path, &bytes)?;
     let expected = data_bytes(path, &header)?;
     let shape = array_shape(&header);
     let is_pair = has_extension(path, ".hdr") || has_extension(path, ".hdr.gz");
     let data = if is_pair {
         let img = pair_image_path(path)?;
-        let limit = Some(expected);
-        let (img_bytes, img_compressed, img_gz) = read_maybe_gz(&img, limit)?;
+        let (img_bytes, img_compressed, img_gz) = read_maybe_gz(&img)?;
         if img_gz {
             check_ratio(&img, expected, img_compressed)?;
         }
@@ -218,38 +218,47 @@ fn pair_image_path(hdr: &Path) -> Result<PathBuf, VolumeError> {
     ))
 }
 
-/// Reads a whole file, decompressing it when it starts with the gzip magic. `limit` caps the
-/// decompressed size (the rest is not needed). Returns the bytes, the on-disk length and
-/// whether it was gzip.
-fn read_maybe_gz(path: &Path, limit: Option<u64>) -> Result<(Vec<u8>, u64, bool), VolumeError> {
+/// Reads a whole file, decompressing it when it starts with the gzip magic. Returns the bytes,
+/// the on-disk length and whether it was gzip.
+///
+/// Every gzip member is read to its end, because that is where flate2 checks the member's
+/// CRC-32 and ISIZE trailer: stopping after the bytes the header announces (or swallowing an
+/// error once the header was decoded) would accept a flipped bit mid-stream, a damaged
+/// trailer or a cut-off file as data. Any such error fails the read.
+fn read_maybe_gz(path: &Path) -> Result<(Vec<u8>, u64, bool), VolumeError> {
     let raw = std::fs::read(path).map_err(|e| VolumeError::io(path, e))?;
     let disk_len = raw.len() as u64;
-    if raw.len() >= 2 && raw[0] == 0x1f && raw[1] == 0x8b {
-        let mut out = Vec::with_capacity((raw.len() * 4).min(1 << 30));
-        let dec = MultiGzDecoder::new(&raw[..]);
-        let res = match limit {
-            Some(l) => dec.take(l).read_to_end(&mut out),
-            None => {
-                // Header first: decompress only what is needed to parse it, then the rest
-                // bounded by the ratio rule (checked again once the header is known).
-                dec.take(disk_len.saturating_mul(MAX_GZIP_RATIO))
-                    .read_to_end(&mut out)
-            }
-        };
-        if let Err(e) = res
-            && out.len() < 540
-        {
-            return Err(VolumeError::decode(
-                path,
-                "corrupt gzip stream (the file is damaged or truncated)",
-                e,
-            ));
-        }
-        // A damaged tail: keep what was decompressed; the size check reports truncation.
-        Ok((out, disk_len, true))
-    } else {
-        Ok((raw, disk_len, false))
+    if !(raw.len() >= 2 && raw[0] == 0x1f && raw[1] == 0x8b) {
+        return Ok((raw, disk_len, false));
     }
+    // Deflate cannot expand beyond the ratio rule, so a valid stream ends before this bound;
+    // reading one byte more tells a bomb from a stream that ends exactly there.
+    let bound = disk_len.saturating_mul(MAX_GZIP_RATIO);
+    let mut out = Vec::with_capacity((raw.len() * 4).min(1 << 30));
+    MultiGzDecoder::new(&raw[..])
+        .take(bound.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| gzip_error(path, e))?;
+    if out.len() as u64 > bound {
+        return Err(VolumeError::format(
+            path,
+            format!(
+                "the gzip stream expands to more than {MAX_GZIP_RATIO}x its {disk_len} bytes; the file is corrupt"
+            ),
+        ));
+    }
+    Ok((out, disk_len, true))
+}
+
+/// A gzip decoding error as one line naming the file: truncated, or damaged (a CRC-32 or
+/// ISIZE mismatch, or deflate data that does not decode).
+fn gzip_error(path: &Path, e: std::io::Error) -> VolumeError {
+    let what = if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        "truncated gzip stream (the file ends inside the compressed data; re-download or re-export it)"
+    } else {
+        "corrupt gzip stream (CRC-32, length or deflate check failed: the file is damaged; re-download or re-export it)"
+    };
+    VolumeError::decode(path, what, e)
 }
 
 fn check_ratio(path: &Path, expected: u64, compressed_len: u64) -> Result<(), VolumeError> {
@@ -335,6 +344,7 @@ pub(crate) fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header, VolumeEr
                 "is an Analyze 7.5 file (no NIfTI magic): its orientation is ambiguous; convert it to NIfTI first (e.g. nibabel: nib.save(nib.Nifti1Image(img.get_fdata(), affine), 'x.nii.gz'))",
             ));
         }
+        check_nifti1_dim0(path, bytes, be == 348)?;
         parse_nifti1(path, bytes)?
     } else {
         return Err(VolumeError::format(
@@ -343,7 +353,79 @@ pub(crate) fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header, VolumeEr
         ));
     };
     validate_header(path, &header)?;
+    let mut header = header;
+    for fix in repair_geometry(&mut header) {
+        crate::warn::warn_once(path, &fix);
+    }
     Ok(header)
+}
+
+/// nibabel's repairs of a degenerate geometry, applied in memory (the file is never touched);
+/// returns one message per repair.
+///
+/// * `pixdim[1..=3]` of 0 become 1 and negative ones their absolute value (nibabel's
+///   `_chk_pixdims`, which logs the same fix), so the qform and the pixdim-only affine never
+///   have a zero or mirrored voxel size. Reported only for axes the image has and only when
+///   the affine depends on pixdim (no usable sform).
+/// * A singular sform (all zero, or with a zero or repeated axis) with `sform_code` != 0 is
+///   not a grid: nibabel would use it anyway; medseg ignores it (sform_code 0) and falls back
+///   to the qform, else pixdim, as for a file without an sform.
+pub(crate) fn repair_geometry(h: &mut Header) -> Vec<String> {
+    let mut fixes = Vec::new();
+    if h.sform_code != 0 {
+        let s = h.sform();
+        let m = [
+            [s[0][0], s[0][1], s[0][2]],
+            [s[1][0], s[1][1], s[1][2]],
+            [s[2][0], s[2][1], s[2][2]],
+        ];
+        if crate::invert3(&m).is_none() {
+            let fallback = if h.qform_code != 0 { "qform" } else { "pixdim" };
+            fixes.push(format!(
+                "sform_code is {} but the sform is singular (all zero or a zero/repeated axis); using the {fallback} instead (fix the header's sform, or set sform_code 0)",
+                h.sform_code
+            ));
+            h.sform_code = 0;
+        }
+    }
+    let uses_pixdim = h.sform_code == 0;
+    let nd = h.dim[0].clamp(0, 3) as usize;
+    for a in 1..=3 {
+        let p = h.pixdim[a];
+        let fixed = if p == 0.0 {
+            1.0
+        } else if p < 0.0 {
+            p.abs()
+        } else {
+            continue;
+        };
+        if uses_pixdim && a <= nd {
+            fixes.push(format!(
+                "pixdim[{a}] = {p} is not a voxel size; using {fixed} as nibabel does (fix the header's pixdim)"
+            ));
+        }
+        h.pixdim[a] = fixed;
+    }
+    fixes
+}
+
+/// `dim[0]` read in the byte order `sizeof_hdr` established. The nifti crate guesses the byte
+/// order from `dim[0]` itself (a value above 7 means "swapped"), so a corrupt `dim[0] = 9`
+/// would otherwise be reported byte-swapped, as 2304.
+fn check_nifti1_dim0(path: &Path, bytes: &[u8], big: bool) -> Result<(), VolumeError> {
+    let raw = [bytes[40], bytes[41]];
+    let dim0 = if big {
+        i16::from_be_bytes(raw)
+    } else {
+        i16::from_le_bytes(raw)
+    };
+    if !(1..=7).contains(&dim0) {
+        return Err(VolumeError::format(
+            path,
+            format!("corrupt header: dim[0] = {dim0} (must be 1..7)"),
+        ));
+    }
+    Ok(())
 }
 
 fn parse_nifti1(path: &Path, bytes: &[u8]) -> Result<Header, VolumeError> {
@@ -697,6 +779,12 @@ fn output_header(
             let pixdim_t = h.pixdim;
             h.set_shape(shape);
             h.pixdim = pixdim_t;
+            // A 2D reference (dim[0] = 2, shape (x, y)) keeps its dimensionality: the data's
+            // trailing singleton axes are medseg's 3D view of it, not part of the file.
+            let nd = r.dim[0].clamp(1, 7) as usize;
+            if nd < shape.len() && shape[nd..].iter().all(|&s| s == 1) {
+                h.dim[0] = nd as i64;
+            }
             h
         }
         None => Header::from_geometry(shape, geometry, datatype),
