@@ -93,10 +93,9 @@ pub fn run(args: &DemoArgs) -> Result<()> {
 
     stage(2, "training");
     let run = medseg_infer::RunLayout::new(&run_dir);
-    let finished = run.can_resume()
-        && medseg_train::state::TrainState::load(&run.training_state())
-            .map(|s| s.finished)
-            .unwrap_or(false);
+    let finished = run
+        .last_checkpoint()
+        .is_some_and(|c| medseg_train::state::TrainState::load(&c.state).is_ok_and(|s| s.finished));
     if finished && !args.fresh {
         eprintln!(
             "using the finished run in {} (--fresh retrains)",

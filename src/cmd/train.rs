@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// trains with background data loading, validates on whole volumes every
 /// `train.validation_interval` epochs (per-class Dice as `medseg evaluate` computes it), and
 /// writes a self-contained run directory: config.toml, plan.json, splits.json, network.json,
-/// checkpoint_best.bpk / checkpoint_last.bpk, model.safetensors, train_log.csv, curves.png,
-/// summary.json. Ctrl-C saves checkpoint_last.bpk; `--resume` continues from it.
+/// checkpoint_best.bpk, checkpoint_last/, model.safetensors, train_log.csv, curves.png,
+/// summary.json. Ctrl-C saves checkpoint_last/; `--resume` continues from it.
 ///
 /// `--threads` sizes the compute pool; the data-loading workers are the config's
 /// `[train] threads`. Every config key: configs/README.md.
@@ -187,7 +187,7 @@ pub fn install_interrupt() -> Arc<AtomicBool> {
             std::process::exit(130);
         }
         eprintln!(
-            "\ninterrupt: finishing the current step and saving checkpoint_last.bpk (Ctrl-C again to quit now)"
+            "\ninterrupt: finishing the current step and saving checkpoint_last/ (Ctrl-C again to quit now)"
         );
     });
     flag

@@ -36,6 +36,6 @@ pub use error::InferError;
 pub use gaussian::{gaussian_importance_map, uniform_map};
 pub use network::NetworkForward;
 pub use predictor::{Predictor, window_for, write_prediction};
-pub use run_dir::{RunDir, RunLayout};
+pub use run_dir::{Checkpoint, RunDir, RunLayout};
 pub use segment::{CasePrediction, Segmenter, ensemble_probabilities};
 pub use sliding_window::{SlidingWindow, softmax_channels};

@@ -10,7 +10,7 @@ use std::sync::atomic::AtomicBool;
 /// Run-time choices that are not part of the experiment.
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
-    /// Continue from `checkpoint_last.bpk` + `optimizer_last.bpk` + `training_state.json`.
+    /// Continue from `checkpoint_last/` (weights, optimizer state, training state).
     pub resume: bool,
     /// `flex` or `wgpu`.
     pub device: String,
@@ -35,7 +35,7 @@ impl Default for TrainOptions {
 pub enum TrainOutcome {
     /// Every configured epoch ran.
     Finished,
-    /// The interrupt flag was set during `epoch`: `checkpoint_last.bpk` holds the weights of
+    /// The interrupt flag was set during `epoch`: `checkpoint_last/` holds the weights of
     /// that moment, and `--resume` runs the epoch again.
     Interrupted { epoch: usize },
     /// `train.early_stopping_patience` validations after epoch `best_epoch` brought no better

@@ -180,8 +180,8 @@ impl<'a> Trainer<'a> {
     fn on_interrupted(&self, epoch: usize, obs: &mut dyn TrainObserver) -> Result<(), TrainError> {
         self.learner.save_last(&self.run, &self.state)?;
         obs.message(&format!(
-            "interrupted in epoch {epoch}: saved {} (resume with --resume)",
-            RunLayout::WEIGHTS_LAST
+            "interrupted in epoch {epoch}: saved {}/ (resume with --resume)",
+            RunLayout::CHECKPOINT_LAST
         ));
         Ok(())
     }
