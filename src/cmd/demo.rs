@@ -106,9 +106,15 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             std::fs::remove_dir_all(&run_dir)
                 .with_context(|| format!("removing {}", run_dir.display()))?;
         }
+        // Not finished: continue what a previous demo started.
+        let existing = if run.can_resume() {
+            super::train::Existing::Resume
+        } else {
+            super::train::Existing::Refuse
+        };
         let s = super::train::run_with(
             &cfg,
-            run.can_resume(),
+            existing,
             args.device.device,
             super::train::install_interrupt(),
         )?;
@@ -128,12 +134,14 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         no_tta: false,
         overlap: None,
         skip_existing: false,
+        fail_fast: false,
         shard: None,
         device: args.device.clone(),
         threads: ThreadArgs::default(),
     };
     let t_pred = Instant::now();
     let report = super::predict::run_with(&pa)?;
+    super::predict::check_failures(&report)?;
     eprintln!(
         "predicted {} cases in {:.1}s -> {}",
         report.written.len(),

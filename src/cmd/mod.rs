@@ -8,5 +8,6 @@ pub mod evaluate;
 pub mod inspect;
 pub mod plan;
 pub mod predict;
+pub mod predict_output;
 pub mod synth;
 pub mod train;

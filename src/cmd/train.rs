@@ -28,6 +28,11 @@ pub struct TrainArgs {
     /// Continue an interrupted run from its last checkpoint (weights, optimizer, epoch, schedule).
     #[arg(long)]
     pub resume: bool,
+    /// Start again in a run directory that already holds a run: deletes its checkpoints, log
+    /// and summary (keeps plan.json and the cache). Without it, or --resume, such a directory
+    /// is refused.
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
     #[command(flatten)]
     pub device: DeviceArgs,
     #[command(flatten)]
@@ -204,15 +209,27 @@ pub fn label_names_of(cfg: &ExperimentConfig) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+/// How `run_with` treats a run directory that already holds a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Existing {
+    /// Refuse it (a new run only).
+    Refuse,
+    /// Continue it (`--resume`).
+    Resume,
+    /// Delete it and start again (`--overwrite`).
+    Overwrite,
+}
+
 pub fn run_with(
     cfg: &ExperimentConfig,
-    resume: bool,
+    existing: Existing,
     device: Device,
     interrupt: Arc<AtomicBool>,
 ) -> Result<TrainSummary> {
     let mut obs = Observer::new(label_names_of(cfg));
     let opts = TrainOptions {
-        resume,
+        resume: existing == Existing::Resume,
+        overwrite: existing == Existing::Overwrite,
         device: device.name().to_string(),
         interrupt,
     };
@@ -225,7 +242,12 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     args.threads.apply()?;
     let cfg = args.config.load()?;
     let interrupt = install_interrupt();
-    let s = run_with(&cfg, args.resume, args.device.device, interrupt)?;
+    let existing = match (args.resume, args.overwrite) {
+        (true, _) => Existing::Resume,
+        (false, true) => Existing::Overwrite,
+        (false, false) => Existing::Refuse,
+    };
+    let s = run_with(&cfg, existing, args.device.device, interrupt)?;
     print_summary(&s);
     Ok(())
 }

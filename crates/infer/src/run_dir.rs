@@ -227,6 +227,80 @@ impl Checkpoint {
     }
 }
 
+/// Where each file of a prediction folder (`medseg predict --output DIR`) lives:
+///
+/// ```text
+/// DIR/CASE.nii.gz                 the label map
+/// DIR/probabilities/CASE.nii.gz   the class probabilities (--probabilities)
+/// DIR/failures.json               the cases that failed and why (failures.shard-I-of-N.json
+///                                 for --shard I/N)
+/// DIR/.medseg/CASE.done           written after every output of the case: their sizes
+/// DIR/.medseg/lock                held by the predict writing DIR (shared by --shard runs)
+/// DIR/.medseg/shard-I-of-N.lock   held by the --shard I/N run
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PredictionLayout {
+    root: PathBuf,
+}
+
+impl PredictionLayout {
+    /// Folder of the probability maps.
+    pub const PROBABILITIES: &'static str = "probabilities";
+    /// Folder of medseg's own bookkeeping (done markers, locks).
+    pub const STATE: &'static str = ".medseg";
+    /// File name of the folder's lock.
+    pub const LOCK: &'static str = "lock";
+
+    /// The layout of the prediction folder `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The prediction folder itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn labels(&self, case: &str) -> PathBuf {
+        self.root.join(format!("{case}.nii.gz"))
+    }
+
+    pub fn probabilities_dir(&self) -> PathBuf {
+        self.root.join(Self::PROBABILITIES)
+    }
+
+    pub fn probabilities(&self, case: &str) -> PathBuf {
+        self.probabilities_dir().join(format!("{case}.nii.gz"))
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.join(Self::STATE)
+    }
+
+    /// The marker that says every output of `case` is complete.
+    pub fn done_marker(&self, case: &str) -> PathBuf {
+        self.state_dir().join(format!("{case}.done"))
+    }
+
+    /// The lock of the whole folder.
+    pub fn lock(&self) -> PathBuf {
+        self.state_dir().join(Self::LOCK)
+    }
+
+    /// The lock of shard `i` of `n`.
+    pub fn shard_lock(&self, i: usize, n: usize) -> PathBuf {
+        self.state_dir().join(format!("shard-{i}-of-{n}.lock"))
+    }
+
+    /// The failure list of a whole run, or of shard `(i, n)`.
+    pub fn failures(&self, shard: Option<(usize, usize)>) -> PathBuf {
+        match shard {
+            None => self.root.join("failures.json"),
+            Some((i, n)) => self.root.join(format!("failures.shard-{i}-of-{n}.json")),
+        }
+    }
+}
+
 /// The parts of a run directory inference needs.
 #[derive(Debug, Clone)]
 pub struct RunDir {

@@ -12,6 +12,10 @@ use std::sync::atomic::AtomicBool;
 pub struct TrainOptions {
     /// Continue from `checkpoint_last/` (weights, optimizer state, training state).
     pub resume: bool,
+    /// Start again in a run directory that already holds a run (its checkpoints, log and
+    /// summary are deleted; the plan and the cache are kept). Without it (or `resume`),
+    /// training into such a directory is [`crate::TrainError::RunExists`].
+    pub overwrite: bool,
     /// `flex` or `wgpu`.
     pub device: String,
     /// Set (by the binary's Ctrl-C handler, or a test) to stop before the next optimizer
@@ -23,6 +27,7 @@ impl Default for TrainOptions {
     fn default() -> Self {
         Self {
             resume: false,
+            overwrite: false,
             device: "flex".into(),
             interrupt: Arc::new(AtomicBool::new(false)),
         }
