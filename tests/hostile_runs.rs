@@ -325,19 +325,32 @@ fn train_into_a_finished_run_is_refused_without_resume_or_overwrite() {
     assert_ne!(std::fs::read(run.join("summary.json")).unwrap(), summary);
 }
 
+/// A child process that is killed when the test ends, passed or not (a training of 100000
+/// epochs must not outlive a failed assertion).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn a_second_train_into_a_run_in_progress_is_refused_and_a_killed_ones_lock_is_taken_over() {
     let tmp = tempfile::tempdir().unwrap();
     synth(tmp.path());
     let cfg = write_config(tmp.path(), "run", 100_000);
     let lock = tmp.path().join("run").join("medseg.lock");
-    let mut first = Command::new(env!("CARGO_BIN_EXE_medseg"))
+    let first = Command::new(env!("CARGO_BIN_EXE_medseg"))
         .args(["train", "--config", s(&cfg)])
         .env("RAYON_NUM_THREADS", "1")
+        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let holder = format!("pid {}", first.id());
+    let mut first = KillOnDrop(first);
+    let holder = format!("pid {}", first.0.id());
     let started = std::time::Instant::now();
     while !std::fs::read_to_string(&lock).is_ok_and(|l| l.contains(&holder)) {
         assert!(
@@ -354,8 +367,8 @@ fn a_second_train_into_a_run_in_progress_is_refused_and_a_killed_ones_lock_is_ta
         "{err}"
     );
     // kill -9: the lock file keeps the dead holder's line, but the lock dies with it.
-    first.kill().unwrap();
-    first.wait().unwrap();
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
     let r = medseg(&[
         "train",
         "--config",
