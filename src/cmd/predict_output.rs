@@ -64,13 +64,17 @@ fn live_shard_holders(layout: &PredictionLayout) -> Vec<String> {
         let is_shard = p
             .file_name()
             .is_some_and(|n| n.to_string_lossy().starts_with("shard-"));
+        if !is_shard {
+            continue;
+        }
         let Ok(f) = OpenOptions::new().read(true).open(&p) else {
             continue;
         };
-        if is_shard && matches!(f.try_lock_shared(), Err(TryLockError::WouldBlock)) {
-            if let Ok(line) = std::fs::read_to_string(&p) {
-                holders.push(line.trim().to_string());
-            }
+        // Free to lock: that shard ended (cleanly, or killed); busy: it is running.
+        if matches!(f.try_lock_shared(), Err(TryLockError::WouldBlock))
+            && let Ok(line) = std::fs::read_to_string(&p)
+        {
+            holders.push(line.trim().to_string());
         }
     }
     holders.sort();
