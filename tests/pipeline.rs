@@ -131,14 +131,14 @@ fn synth_train_resume_predict_evaluate() {
         "plan.json",
         "splits.json",
         "network.json",
-        "checkpoint_last.bpk",
+        "checkpoint_last/model.bpk",
+        "checkpoint_last/optimizer.bpk",
+        "checkpoint_last/training_state.json",
         "checkpoint_best.bpk",
-        "optimizer_last.bpk",
         "model.safetensors",
         "train_log.csv",
         "curves.png",
         "summary.json",
-        "training_state.json",
     ] {
         assert!(full.join(f).is_file(), "run directory lacks {f}");
     }

@@ -93,10 +93,9 @@ pub fn run(args: &DemoArgs) -> Result<()> {
 
     stage(2, "training");
     let run = medseg_infer::RunLayout::new(&run_dir);
-    let finished = run.can_resume()
-        && medseg_train::state::TrainState::load(&run.training_state())
-            .map(|s| s.finished)
-            .unwrap_or(false);
+    let finished = run
+        .last_checkpoint()
+        .is_some_and(|c| medseg_train::state::TrainState::load(&c.state).is_ok_and(|s| s.finished));
     if finished && !args.fresh {
         eprintln!(
             "using the finished run in {} (--fresh retrains)",
@@ -107,9 +106,15 @@ pub fn run(args: &DemoArgs) -> Result<()> {
             std::fs::remove_dir_all(&run_dir)
                 .with_context(|| format!("removing {}", run_dir.display()))?;
         }
+        // Not finished: continue what a previous demo started.
+        let existing = if run.can_resume() {
+            super::train::Existing::Resume
+        } else {
+            super::train::Existing::Refuse
+        };
         let s = super::train::run_with(
             &cfg,
-            run.can_resume(),
+            existing,
             args.device.device,
             super::train::install_interrupt(),
         )?;
@@ -129,12 +134,14 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         no_tta: false,
         overlap: None,
         skip_existing: false,
+        fail_fast: false,
         shard: None,
         device: args.device.clone(),
         threads: ThreadArgs::default(),
     };
     let t_pred = Instant::now();
     let report = super::predict::run_with(&pa)?;
+    super::predict::check_failures(&report)?;
     eprintln!(
         "predicted {} cases in {:.1}s -> {}",
         report.written.len(),

@@ -9,5 +9,6 @@ pub mod inspect;
 pub mod inspect_network;
 pub mod plan;
 pub mod predict;
+pub mod predict_output;
 pub mod synth;
 pub mod train;

@@ -1,8 +1,9 @@
 //! `medseg predict`: segment NIfTI volumes with one or more trained runs.
 
 use super::args::{DeviceArgs, ThreadArgs};
+use super::predict_output::{DoneMarker, Failure, lock_output, write_failures};
 use anyhow::{Context, Result, bail};
-use medseg_infer::{Predictor, RunDir, select_device, write_prediction};
+use medseg_infer::{PredictionLayout, Predictor, RunDir, select_device, write_prediction};
 use medseg_volume::{MultiChannel, WriteOptions, read_channels, read_header, write_channels};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,11 @@ use std::path::{Path, PathBuf};
 /// Cluster recipe: `--shard I/N` processes the I-th of N slices of the sorted case list, so a
 /// Slurm array job runs `medseg predict ... --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT`
 /// with no coordination; add `--skip-existing` to skip cases already written.
+///
+/// A case that cannot be read or predicted does not stop the others: the failures are listed
+/// at the end and in OUTPUT/failures.json, and the exit status is 1 (`--fail-fast` stops at
+/// the first one). A case counts as written once all its outputs are complete
+/// (OUTPUT/.medseg/CASE.done); one predict at a time writes a folder (or one per --shard).
 #[derive(clap::Args, Debug, Clone)]
 pub struct PredictArgs {
     /// Run directory from `medseg train` (repeat to ensemble folds).
@@ -40,10 +46,14 @@ pub struct PredictArgs {
     /// Sliding-window overlap in [0, 1) (default: the run's, 0.5).
     #[arg(long, value_name = "FRACTION")]
     pub overlap: Option<f64>,
-    /// Skip cases whose output already exists (to finish an interrupted or sharded job).
+    /// Skip cases whose outputs were all written completely (to finish an interrupted or
+    /// sharded job); a case cut short, or without the probabilities asked for, is redone.
     // `--resume` was this option's first name; `medseg train --resume` continues a run.
     #[arg(long, alias = "resume")]
     pub skip_existing: bool,
+    /// Stop at the first case that fails (default: go on, list the failures at the end).
+    #[arg(long)]
+    pub fail_fast: bool,
     /// Process only shard I of N (1-based, e.g. 2/8) of the sorted case list.
     #[arg(long, value_name = "I/N", value_parser = parse_shard)]
     pub shard: Option<Shard>,
@@ -53,8 +63,12 @@ pub struct PredictArgs {
     pub threads: ThreadArgs,
 }
 
-/// Cases of an input path: name -> channel files in channel order.
-pub fn collect_cases(input: &Path, channels: usize) -> Result<BTreeMap<String, Vec<PathBuf>>> {
+/// The channel files of a case in channel order, or why they do not make a case.
+pub type CaseFiles = std::result::Result<Vec<PathBuf>, Failure>;
+
+/// Cases of an input path: name -> channel files in channel order (or, for a case whose
+/// channel files do not match the model, the failure to report).
+pub fn collect_cases(input: &Path, channels: usize) -> Result<BTreeMap<String, CaseFiles>> {
     let mut cases: BTreeMap<String, BTreeMap<usize, PathBuf>> = BTreeMap::new();
     let strip = medseg_volume::dataset::strip_nifti_ext;
     if input.is_file() {
@@ -84,13 +98,23 @@ pub fn collect_cases(input: &Path, channels: usize) -> Result<BTreeMap<String, V
     for (case, chans) in cases {
         let ids: Vec<usize> = chans.keys().copied().collect();
         let expected: Vec<usize> = (0..channels).collect();
+        let files: Vec<PathBuf> = chans.into_values().collect();
         if ids != expected {
-            bail!(
-                "case {case}: found channel files {ids:?} but the model expects channels {expected:?} (CASE_0000.nii.gz ... CASE_{:04}.nii.gz)",
+            let reason = format!(
+                "found channel files {ids:?} but the model expects channels {expected:?} (CASE_0000.nii.gz ... CASE_{:04}.nii.gz)",
                 channels.saturating_sub(1)
             );
+            out.insert(
+                case.clone(),
+                Err(Failure {
+                    case,
+                    inputs: files,
+                    reason,
+                }),
+            );
+            continue;
         }
-        out.insert(case, chans.into_values().collect());
+        out.insert(case, Ok(files));
     }
     if out.is_empty() {
         bail!("{}: no NIfTI files (.nii, .nii.gz) found", input.display());
@@ -134,9 +158,15 @@ pub fn parse_shard(s: &str) -> Result<Shard, String> {
 pub struct PredictReport {
     pub written: Vec<PathBuf>,
     pub skipped: usize,
+    /// The cases that failed, in case order (also in the folder's failures.json).
+    pub failures: Vec<Failure>,
+    /// Where the failures were written.
+    pub failures_file: PathBuf,
 }
 
-pub fn run_with(args: &PredictArgs) -> Result<PredictReport> {
+/// Opens the runs and builds the predictor (inference settings from the first run, with the
+/// command line's --no-tta and --overlap).
+fn predictor_for(args: &PredictArgs) -> Result<Predictor> {
     let runs: Vec<RunDir> = args
         .models
         .iter()
@@ -150,10 +180,20 @@ pub fn run_with(args: &PredictArgs) -> Result<PredictReport> {
     if let Some(o) = args.overlap {
         inference.overlap = o;
     }
-    let predictor = Predictor::from_runs(&runs, &device, Some(&inference), None)?;
+    Ok(Predictor::from_runs(
+        &runs,
+        &device,
+        Some(&inference),
+        None,
+    )?)
+}
+
+pub fn run_with(args: &PredictArgs) -> Result<PredictReport> {
+    let predictor = predictor_for(args)?;
     let cases = collect_cases(&args.input, predictor.plan.channel_names.len())?;
-    let mut list: Vec<(String, Vec<PathBuf>)> = cases.into_iter().collect();
-    if let Some(Shard { index: i, count: n }) = args.shard {
+    let mut list: Vec<(String, CaseFiles)> = cases.into_iter().collect();
+    let shard = args.shard.map(|s| (s.index, s.count));
+    if let Some((i, n)) = shard {
         list = list
             .into_iter()
             .enumerate()
@@ -163,66 +203,122 @@ pub fn run_with(args: &PredictArgs) -> Result<PredictReport> {
     }
     std::fs::create_dir_all(&args.output)
         .with_context(|| format!("creating {}", args.output.display()))?;
+    let layout = PredictionLayout::new(&args.output);
+    let _locks = lock_output(&layout, shard)?;
     let bar = crate::progress::bar(list.len() as u64, "predict");
     let mut report = PredictReport {
         written: Vec::new(),
         skipped: 0,
+        failures: Vec::new(),
+        failures_file: layout.failures(shard),
     };
-    for (case, files) in &list {
-        let out = args.output.join(format!("{case}.nii.gz"));
-        if args.skip_existing && out.is_file() {
-            report.skipped += 1;
-            bar.inc(1);
-            continue;
-        }
-        // An output must never overwrite an input.
-        if files
-            .iter()
-            .any(|f| f.canonicalize().ok() == out.canonicalize().ok() && out.exists())
-        {
-            bail!(
-                "case {case}: the output {} would overwrite an input; choose another --output",
-                out.display()
-            );
-        }
+    for (case, files) in list {
         bar.set_message(case.clone());
-        let images: MultiChannel = read_channels(files)?;
-        let non_finite: Vec<usize> = images
-            .data
-            .outer_iter()
-            .map(medseg_preprocess::count_non_finite)
-            .collect();
-        if let Some(w) = medseg_preprocess::non_finite_warning(case, files, &non_finite) {
-            bar.suspend(|| eprintln!("{w}"));
-        }
-        let reference = read_header(&files[0])?;
-        let mut last = std::time::Instant::now();
-        let geometry = images.geometry;
-        let pred = predictor.predict(case, images, args.probabilities, &mut |d, n| {
-            if !crate::progress::interactive() && last.elapsed().as_secs() >= 10 {
-                eprintln!("predict {case}: window {d}/{n}");
-                last = std::time::Instant::now();
+        let outcome = match files {
+            Ok(files) => {
+                predict_case(args, &predictor, &layout, &case, &files).map_err(|e| Failure {
+                    case: case.clone(),
+                    inputs: files.clone(),
+                    reason: one_line(&e),
+                })
             }
-        })?;
-        write_prediction(&out, &pred.labels, &reference, predictor.num_classes)?;
-        if let Some(probabilities) = pred.probabilities {
-            let dir = args.output.join("probabilities");
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            let p = dir.join(format!("{case}.nii.gz"));
-            let mc = MultiChannel {
-                data: probabilities,
-                geometry,
-            };
-            write_channels(&p, &mc, &WriteOptions::with_reference(reference.clone()))?;
-        }
-        if !crate::progress::interactive() {
-            eprintln!("predict: {case} -> {}", out.display());
-        }
-        report.written.push(out);
+            Err(failure) => Err(failure),
+        };
         bar.inc(1);
+        match outcome {
+            Ok(Some(out)) => report.written.push(out),
+            Ok(None) => report.skipped += 1,
+            Err(failure) => {
+                bar.suspend(|| {
+                    eprintln!("predict: case {} failed: {}", failure.case, failure.reason)
+                });
+                report.failures.push(failure);
+                if args.fail_fast {
+                    break;
+                }
+            }
+        }
     }
     bar.finish_and_clear();
+    write_failures(&report.failures_file, &report.failures)?;
     Ok(report)
+}
+
+/// An error and its causes as one line.
+fn one_line(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+/// Predicts one case and writes its outputs (probabilities, then the label map, then the
+/// done marker); `None` when `--skip-existing` finds it complete.
+fn predict_case(
+    args: &PredictArgs,
+    predictor: &Predictor,
+    layout: &PredictionLayout,
+    case: &str,
+    files: &[PathBuf],
+) -> Result<Option<PathBuf>> {
+    let out = layout.labels(case);
+    let mut outputs = Vec::new();
+    if args.probabilities {
+        outputs.push(layout.probabilities(case));
+    }
+    outputs.push(out.clone());
+    if args.skip_existing && DoneMarker::is_done(layout, case, &outputs) {
+        return Ok(None);
+    }
+    // An output must never overwrite an input.
+    for o in &outputs {
+        if o.exists()
+            && files
+                .iter()
+                .any(|f| f.canonicalize().ok() == o.canonicalize().ok())
+        {
+            bail!(
+                "the output {} would overwrite an input; choose another --output",
+                o.display()
+            );
+        }
+    }
+    DoneMarker::clear(layout, case)?;
+    let images: MultiChannel = read_channels(files)?;
+    let non_finite: Vec<usize> = images
+        .data
+        .outer_iter()
+        .map(medseg_preprocess::count_non_finite)
+        .collect();
+    if let Some(w) = medseg_preprocess::non_finite_warning(case, files, &non_finite) {
+        eprintln!("{w}");
+    }
+    let reference = read_header(&files[0])?;
+    let mut last = std::time::Instant::now();
+    let geometry = images.geometry;
+    let pred = predictor.predict(case, images, args.probabilities, &mut |d, n| {
+        if !crate::progress::interactive() && last.elapsed().as_secs() >= 10 {
+            eprintln!("predict {case}: window {d}/{n}");
+            last = std::time::Instant::now();
+        }
+    })?;
+    if let Some(probabilities) = pred.probabilities {
+        let dir = layout.probabilities_dir();
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mc = MultiChannel {
+            data: probabilities,
+            geometry,
+        };
+        let opts = WriteOptions::with_reference(reference.clone());
+        write_channels(&layout.probabilities(case), &mc, &opts)?;
+    }
+    // The label map last: a label map without its probabilities is never left behind.
+    write_prediction(&out, &pred.labels, &reference, predictor.num_classes)?;
+    DoneMarker::of(layout, &outputs)?.write(layout, case)?;
+    if !crate::progress::interactive() {
+        eprintln!("predict: {case} -> {}", out.display());
+    }
+    Ok(Some(out))
 }
 
 pub fn run(args: &PredictArgs) -> Result<()> {
@@ -233,10 +329,27 @@ pub fn run(args: &PredictArgs) -> Result<()> {
         r.written.len(),
         args.output.display(),
         if r.skipped > 0 {
-            format!(" ({} skipped: already present)", r.skipped)
+            format!(" ({} skipped: already complete)", r.skipped)
         } else {
             String::new()
         }
     );
-    Ok(())
+    check_failures(&r)
+}
+
+/// An error listing the failed cases, when there are any.
+pub fn check_failures(r: &PredictReport) -> Result<()> {
+    if r.failures.is_empty() {
+        return Ok(());
+    }
+    for f in &r.failures {
+        eprintln!("failed: {}: {}", f.case, f.reason);
+    }
+    let names: Vec<&str> = r.failures.iter().map(|f| f.case.as_str()).collect();
+    bail!(
+        "{} case(s) failed ({}); the reasons are listed above and in {}",
+        r.failures.len(),
+        names.join(", "),
+        r.failures_file.display()
+    )
 }

@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// trains with background data loading, validates on whole volumes every
 /// `train.validation_interval` epochs (per-class Dice as `medseg evaluate` computes it), and
 /// writes a self-contained run directory: config.toml, plan.json, splits.json, network.json,
-/// checkpoint_best.bpk / checkpoint_last.bpk, model.safetensors, train_log.csv, curves.png,
-/// summary.json. Ctrl-C saves checkpoint_last.bpk; `--resume` continues from it.
+/// checkpoint_best.bpk, checkpoint_last/, model.safetensors, train_log.csv, curves.png,
+/// summary.json. Ctrl-C saves checkpoint_last/; `--resume` continues from it.
 ///
 /// `--threads` sizes the compute pool; the data-loading workers are the config's
 /// `[train] threads`. Every config key: configs/README.md.
@@ -28,6 +28,11 @@ pub struct TrainArgs {
     /// Continue an interrupted run from its last checkpoint (weights, optimizer, epoch, schedule).
     #[arg(long)]
     pub resume: bool,
+    /// Start again in a run directory that already holds a run: deletes its checkpoints, log
+    /// and summary (keeps plan.json and the cache). Without it, or --resume, such a directory
+    /// is refused.
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
     #[command(flatten)]
     pub device: DeviceArgs,
     #[command(flatten)]
@@ -187,7 +192,7 @@ pub fn install_interrupt() -> Arc<AtomicBool> {
             std::process::exit(130);
         }
         eprintln!(
-            "\ninterrupt: finishing the current step and saving checkpoint_last.bpk (Ctrl-C again to quit now)"
+            "\ninterrupt: finishing the current step and saving checkpoint_last/ (Ctrl-C again to quit now)"
         );
     });
     flag
@@ -204,15 +209,27 @@ pub fn label_names_of(cfg: &ExperimentConfig) -> Vec<(String, String)> {
         .unwrap_or_default()
 }
 
+/// How `run_with` treats a run directory that already holds a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Existing {
+    /// Refuse it (a new run only).
+    Refuse,
+    /// Continue it (`--resume`).
+    Resume,
+    /// Delete it and start again (`--overwrite`).
+    Overwrite,
+}
+
 pub fn run_with(
     cfg: &ExperimentConfig,
-    resume: bool,
+    existing: Existing,
     device: Device,
     interrupt: Arc<AtomicBool>,
 ) -> Result<TrainSummary> {
     let mut obs = Observer::new(label_names_of(cfg));
     let opts = TrainOptions {
-        resume,
+        resume: existing == Existing::Resume,
+        overwrite: existing == Existing::Overwrite,
         device: device.name().to_string(),
         interrupt,
     };
@@ -225,7 +242,12 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     args.threads.apply()?;
     let cfg = args.config.load()?;
     let interrupt = install_interrupt();
-    let s = run_with(&cfg, args.resume, args.device.device, interrupt)?;
+    let existing = match (args.resume, args.overwrite) {
+        (true, _) => Existing::Resume,
+        (false, true) => Existing::Overwrite,
+        (false, false) => Existing::Refuse,
+    };
+    let s = run_with(&cfg, existing, args.device.device, interrupt)?;
     print_summary(&s);
     Ok(())
 }

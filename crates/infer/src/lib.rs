@@ -10,7 +10,8 @@
 //! ```
 //!
 //! * [`RunLayout`]: every file of a run directory (the layout `medseg train` writes and
-//!   everything else reads); [`RunDir`] opens a run (config, plan, network, weights).
+//!   everything else reads); [`RunDir`] opens a run (config, plan, network, weights);
+//!   [`DirLock`] keeps a second writer out of a run or prediction folder.
 //! * [`SlidingWindow`]: nnU-Net's sliding window (overlap, Gaussian importance weights, batched
 //!   windows, mirroring TTA, padding) over a preprocessed volume, on ndarray with any forward
 //!   function; [`NetworkForward`] plugs a burn [`medseg_model::UNet`] into it.
@@ -25,6 +26,7 @@
 mod device;
 mod error;
 mod gaussian;
+mod lock;
 mod network;
 mod predictor;
 mod run_dir;
@@ -34,8 +36,9 @@ mod sliding_window;
 pub use device::{DEVICE_NAMES, select_device};
 pub use error::InferError;
 pub use gaussian::{gaussian_importance_map, uniform_map};
+pub use lock::{DirLock, LockError, LockMode};
 pub use network::NetworkForward;
 pub use predictor::{Predictor, window_for, write_prediction};
-pub use run_dir::{RunDir, RunLayout};
+pub use run_dir::{Checkpoint, PredictionLayout, RunDir, RunLayout};
 pub use segment::{CasePrediction, Segmenter, ensemble_probabilities};
 pub use sliding_window::{SlidingWindow, softmax_channels};

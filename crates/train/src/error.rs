@@ -21,6 +21,18 @@ pub enum TrainError {
     Infer(#[from] medseg_infer::InferError),
     #[error(transparent)]
     Eval(#[from] medseg_eval::EvalError),
+    #[error(transparent)]
+    Lock(#[from] medseg_infer::LockError),
+    #[error(
+        "{}: already holds {what} ({epochs_done} epochs done); use --resume to continue it, --overwrite to start again, or set another train.output",
+        path.display()
+    )]
+    RunExists {
+        path: PathBuf,
+        /// "a finished run" or "an interrupted run".
+        what: &'static str,
+        epochs_done: usize,
+    },
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,

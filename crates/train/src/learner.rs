@@ -1,7 +1,8 @@
 //! The network being trained with its optimizer and loss: one optimizer step at a time
 //! ([`Learner::train_step`]), and the checkpoints that let a run stop and resume
-//! (`checkpoint_last.bpk` + `optimizer_last.bpk` + `training_state.json`, `checkpoint_best.bpk`).
+//! (`checkpoint_last/`, saved as one unit by [`crate::checkpoint`], and `checkpoint_best.bpk`).
 
+use crate::checkpoint::{SaveHook, no_hook, save_checkpoint};
 use crate::loader::Batch;
 use crate::state::TrainState;
 use crate::{TrainError, TrainObserver};
@@ -56,24 +57,22 @@ impl Learner {
         network: &UNetConfig,
         obs: &mut dyn TrainObserver,
     ) -> Result<TrainState, TrainError> {
-        if !run.can_resume() {
+        let Some(checkpoint) = run.last_checkpoint() else {
             return Err(TrainError::File {
                 path: run.root().to_path_buf(),
                 reason: format!(
-                    "has no checkpoint to resume from ({}, {}); start without --resume",
-                    RunLayout::WEIGHTS_LAST,
-                    RunLayout::TRAINING_STATE
+                    "has no checkpoint to resume from ({}/); start without --resume",
+                    RunLayout::CHECKPOINT_LAST
                 ),
             });
-        }
-        let state = TrainState::load(&run.training_state())?;
-        self.model = medseg_model::load(network, &run.weights_last(), &self.device)?;
-        let opt_path = run.optimizer_last();
-        if opt_path.is_file() {
+        };
+        let state = TrainState::load(&checkpoint.state)?;
+        self.model = medseg_model::load(network, &checkpoint.weights, &self.device)?;
+        if let Some(opt_path) = &checkpoint.optimizer {
             self.optim = self
                 .optim
                 .clone()
-                .load(&opt_path)
+                .load(opt_path)
                 .map_err(|e| TrainError::File {
                     path: opt_path.clone(),
                     reason: e.to_string(),
@@ -111,21 +110,27 @@ impl Learner {
         self.model.valid()
     }
 
-    /// Saves `checkpoint_last.bpk`, `optimizer_last.bpk` and `training_state.json`.
+    /// Saves `checkpoint_last/` (weights, optimizer state and `state`) as one unit.
     pub fn save_last(&self, run: &RunLayout, state: &TrainState) -> Result<(), TrainError> {
-        medseg_model::save(&self.model, &run.weights_last())?;
-        let opt_path = run.optimizer_last();
-        let tmp = run.root().join(format!(
-            ".{}.tmp-{}",
-            RunLayout::OPTIMIZER_LAST,
-            std::process::id()
-        ));
-        self.optim.save(&tmp).map_err(|e| TrainError::File {
-            path: opt_path.clone(),
-            reason: e.to_string(),
-        })?;
-        std::fs::rename(&tmp, &opt_path).map_err(|e| TrainError::io(&opt_path, e))?;
-        state.save(&run.training_state())
+        self.save_last_with_hook(run, state, &mut no_hook)
+    }
+
+    /// [`Self::save_last`] reporting each step to `hook` (tests stop it there, as a kill
+    /// would).
+    pub fn save_last_with_hook(
+        &self,
+        run: &RunLayout,
+        state: &TrainState,
+        hook: SaveHook,
+    ) -> Result<(), TrainError> {
+        let weights = |p: &std::path::Path| Ok(medseg_model::save(&self.model, p)?);
+        let optimizer = |p: &std::path::Path| {
+            self.optim.save(p).map_err(|e| TrainError::File {
+                path: p.to_path_buf(),
+                reason: e.to_string(),
+            })
+        };
+        save_checkpoint(run, &weights, &optimizer, state, hook)
     }
 
     /// Saves `checkpoint_best.bpk`.

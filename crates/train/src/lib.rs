@@ -13,8 +13,9 @@
 //! * **validation** ([`validate`]): whole volumes through medseg-infer's
 //!   [`medseg_infer::Segmenter`], the same chain `medseg predict` runs, scored as the final
 //!   evaluation scores them; the best foreground-mean Dice keeps `checkpoint_best.bpk`.
-//! * **checkpointing and logging** ([`learner`], [`log`]): `checkpoint_last.bpk` +
-//!   `optimizer_last.bpk` + `training_state.json`, `train_log.csv`, `curves.png`.
+//! * **checkpointing and logging** ([`learner`], [`checkpoint`], [`log`]): `checkpoint_last/`
+//!   (weights, optimizer state and training state, saved as one unit), `train_log.csv`,
+//!   `curves.png`.
 //! * **finish** ([`summary`]): `model.safetensors`, the final validation with every metric,
 //!   `summary.json`.
 //!
@@ -28,6 +29,7 @@
 #![deny(unsafe_code)]
 
 pub mod cache;
+pub mod checkpoint;
 pub mod data;
 mod error;
 mod labels;

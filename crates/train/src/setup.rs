@@ -2,9 +2,10 @@
 //! plan the dataset, describe the network and the data loading.
 
 use crate::loader::LoaderSettings;
-use crate::{TrainError, TrainObserver};
+use crate::state::TrainState;
+use crate::{TrainError, TrainObserver, TrainOptions};
 use medseg_config::{ExperimentConfig, TrainConfig};
-use medseg_infer::RunLayout;
+use medseg_infer::{DirLock, LockMode, RunLayout};
 use medseg_model::UNetConfig;
 use medseg_preprocess::plan::Plan;
 use medseg_preprocess::{
@@ -24,6 +25,85 @@ pub fn check_settings(t: &TrainConfig) -> Result<(), TrainError> {
             "train.learning_rate = {} must be > 0",
             t.learning_rate
         )));
+    }
+    Ok(())
+}
+
+/// Creates the run directory and takes its lock (held until training ends), so a second
+/// `medseg train` into it stops before writing anything; then checks that the directory
+/// holds no run unless this one resumes it, or starts it again (`overwrite`).
+pub fn claim_run_dir(
+    run: &RunLayout,
+    opts: &TrainOptions,
+    obs: &mut dyn TrainObserver,
+) -> Result<DirLock, TrainError> {
+    std::fs::create_dir_all(run.root()).map_err(|e| TrainError::io(run.root(), e))?;
+    let lock = DirLock::acquire(
+        &run.lock(),
+        LockMode::Exclusive,
+        "medseg train",
+        "set another train.output",
+    )?;
+    if let Some(stale) = lock.stale_holder() {
+        obs.message(&format!(
+            "warning: {}: taking over the lock left by {stale}, which is no longer running",
+            run.lock().display()
+        ));
+    }
+    let Some(checkpoint) = run.last_checkpoint() else {
+        return Ok(lock);
+    };
+    if opts.resume {
+        return Ok(lock);
+    }
+    if opts.overwrite {
+        obs.message(&format!(
+            "--overwrite: deleting the run in {}",
+            run.root().display()
+        ));
+        remove_training_outputs(run)?;
+        return Ok(lock);
+    }
+    let state = TrainState::load(&checkpoint.state).ok();
+    Err(TrainError::RunExists {
+        path: run.root().to_path_buf(),
+        what: match &state {
+            Some(s) if s.finished => "a finished run",
+            _ => "an interrupted run",
+        },
+        epochs_done: state.map_or(0, |s| s.epochs_done),
+    })
+}
+
+/// Deletes what training wrote (checkpoints, log, curves, summary, exported weights); keeps
+/// the plan and the cache, which depend on the dataset and plan only.
+fn remove_training_outputs(run: &RunLayout) -> Result<(), TrainError> {
+    for dir in [
+        run.checkpoint_last_dir(),
+        run.checkpoint_staging_dir(),
+        run.checkpoint_previous_dir(),
+    ] {
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(TrainError::io(&dir, e));
+            }
+            _ => {}
+        }
+    }
+    let files = [
+        run.weights_best(),
+        run.train_log(),
+        run.curves(),
+        run.summary(),
+        run.safetensors(),
+    ];
+    for file in files.into_iter().chain(run.legacy_checkpoint_files()) {
+        match std::fs::remove_file(&file) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(TrainError::io(&file, e));
+            }
+            _ => {}
+        }
     }
     Ok(())
 }

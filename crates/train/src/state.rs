@@ -1,5 +1,5 @@
 //! `training_state.json`: where a run stands, so `--resume` continues exactly (together with
-//! `checkpoint_last.bpk` and `optimizer_last.bpk`).
+//! the weights and optimizer state of the same `checkpoint_last/`).
 
 use crate::TrainError;
 use crate::log::EpochRecord;

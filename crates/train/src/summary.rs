@@ -10,8 +10,12 @@ use std::sync::atomic::AtomicBool;
 /// Run-time choices that are not part of the experiment.
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
-    /// Continue from `checkpoint_last.bpk` + `optimizer_last.bpk` + `training_state.json`.
+    /// Continue from `checkpoint_last/` (weights, optimizer state, training state).
     pub resume: bool,
+    /// Start again in a run directory that already holds a run (its checkpoints, log and
+    /// summary are deleted; the plan and the cache are kept). Without it (or `resume`),
+    /// training into such a directory is [`crate::TrainError::RunExists`].
+    pub overwrite: bool,
     /// `flex` or `wgpu`.
     pub device: String,
     /// Set (by the binary's Ctrl-C handler, or a test) to stop before the next optimizer
@@ -23,6 +27,7 @@ impl Default for TrainOptions {
     fn default() -> Self {
         Self {
             resume: false,
+            overwrite: false,
             device: "flex".into(),
             interrupt: Arc::new(AtomicBool::new(false)),
         }
@@ -35,7 +40,7 @@ impl Default for TrainOptions {
 pub enum TrainOutcome {
     /// Every configured epoch ran.
     Finished,
-    /// The interrupt flag was set during `epoch`: `checkpoint_last.bpk` holds the weights of
+    /// The interrupt flag was set during `epoch`: `checkpoint_last/` holds the weights of
     /// that moment, and `--resume` runs the epoch again.
     Interrupted { epoch: usize },
     /// `train.early_stopping_patience` validations after epoch `best_epoch` brought no better

@@ -17,7 +17,8 @@ use crate::loader::{LoaderSettings, for_each_batch};
 use crate::log::{EpochRecord, write_csv, write_curves};
 use crate::schedule::learning_rate;
 use crate::setup::{
-    check_settings, loader_settings, network_for, plan_for, write_network, write_resolved_config,
+    check_settings, claim_run_dir, loader_settings, network_for, plan_for, write_network,
+    write_resolved_config,
 };
 use crate::state::TrainState;
 use crate::summary::write_summary;
@@ -26,7 +27,7 @@ use crate::{
     ClassLabels, TrainError, TrainObserver, TrainOptions, TrainOutcome, TrainSummary, Validation,
 };
 use medseg_config::ExperimentConfig;
-use medseg_infer::{RunLayout, select_device};
+use medseg_infer::{DirLock, RunLayout, select_device};
 use medseg_model::UNetConfig;
 use medseg_volume::dataset::Dataset;
 use std::ops::ControlFlow;
@@ -60,6 +61,8 @@ struct Trainer<'a> {
     validator: Validator,
     state: TrainState,
     interrupt: Arc<AtomicBool>,
+    /// Held until the run ends, so no second process writes the run meanwhile.
+    _lock: DirLock,
 }
 
 /// What the optimizer steps of one complete epoch leave for the log.
@@ -80,7 +83,7 @@ impl<'a> Trainer<'a> {
     ) -> Result<Self, TrainError> {
         check_settings(&cfg.train)?;
         let run = RunLayout::new(cfg.output_dir());
-        std::fs::create_dir_all(run.root()).map_err(|e| TrainError::io(run.root(), e))?;
+        let lock = claim_run_dir(&run, opts, obs)?;
         let dataset = Dataset::open(&cfg.dataset_dir())?;
         write_resolved_config(cfg, &run)?;
         let plan = plan_for(cfg, &dataset, &run, obs)?;
@@ -106,6 +109,7 @@ impl<'a> Trainer<'a> {
             learner,
             state,
             interrupt: opts.interrupt.clone(),
+            _lock: lock,
         })
     }
 
@@ -180,8 +184,8 @@ impl<'a> Trainer<'a> {
     fn on_interrupted(&self, epoch: usize, obs: &mut dyn TrainObserver) -> Result<(), TrainError> {
         self.learner.save_last(&self.run, &self.state)?;
         obs.message(&format!(
-            "interrupted in epoch {epoch}: saved {} (resume with --resume)",
-            RunLayout::WEIGHTS_LAST
+            "interrupted in epoch {epoch}: saved {}/ (resume with --resume)",
+            RunLayout::CHECKPOINT_LAST
         ));
         Ok(())
     }

@@ -98,11 +98,12 @@ fn interrupt_saves_last_and_resume_finishes() {
     assert_eq!(s.outcome, TrainOutcome::Interrupted { epoch: 2 });
     assert_eq!(s.epochs_done, 1);
     assert!(s.final_validation.is_none());
-    let state = TrainState::load(&run.training_state()).unwrap();
+    let state = TrainState::load(&run.last_checkpoint().unwrap().state).unwrap();
     assert_eq!((state.epochs_done, state.iterations_done), (1, 3));
     assert!(!state.finished);
     assert_eq!(state.log.len(), 1);
-    assert!(run.weights_last().is_file() && run.optimizer_last().is_file());
+    let last = run.last_checkpoint().unwrap();
+    assert!(last.weights.is_file() && last.optimizer.is_some_and(|o| o.is_file()));
     assert!(
         !run.safetensors().exists(),
         "an interrupted run exports nothing"
@@ -117,7 +118,7 @@ fn interrupt_saves_last_and_resume_finishes() {
     let s = train(&cfg, &resumed, &mut Quiet).unwrap();
     assert_eq!(s.outcome, TrainOutcome::Finished);
     assert_eq!(s.epochs_done, 3);
-    let state = TrainState::load(&run.training_state()).unwrap();
+    let state = TrainState::load(&run.last_checkpoint().unwrap().state).unwrap();
     assert_eq!((state.epochs_done, state.iterations_done), (3, 9));
     assert!(state.finished);
     assert_eq!(state.log.len(), 3);
@@ -145,7 +146,13 @@ fn no_improvement_stops_early() {
         other => panic!("expected an early stop, got {other:?}"),
     }
     assert_eq!(s.epochs_done, 2);
-    let state = TrainState::load(&RunLayout::new(cfg.output_dir()).training_state()).unwrap();
+    let state = TrainState::load(
+        &RunLayout::new(cfg.output_dir())
+            .last_checkpoint()
+            .unwrap()
+            .state,
+    )
+    .unwrap();
     assert!(state.finished, "an early stop is the end of the run");
 }
 
