@@ -266,7 +266,7 @@ fn model_safetensors_has_the_mode_of_the_other_run_files() {
             m.permissions().mode() & 0o777
         };
         assert_eq!(mode("model.safetensors"), mode("summary.json"));
-        assert_eq!(mode("model.safetensors"), mode("checkpoint_last.bpk"));
+        assert_eq!(mode("model.safetensors"), mode("checkpoint_best.bpk"));
     }
 }
 
