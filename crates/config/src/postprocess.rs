@@ -7,6 +7,10 @@ pub struct PostprocessConfig {
     /// Keep only the largest connected component of each class. Default false.
     #[serde(default)]
     pub largest_component: bool,
+    /// Keep only the largest connected component of these classes (the others keep all
+    /// their components). `largest_component = true` covers every class. Default empty.
+    #[serde(default)]
+    pub largest_component_labels: Vec<u16>,
     /// Remove components smaller than this many voxels (0 = off). Default 0.
     #[serde(default)]
     pub min_size_voxels: usize,
@@ -34,6 +38,7 @@ impl Default for PostprocessConfig {
     fn default() -> Self {
         Self {
             largest_component: false,
+            largest_component_labels: Vec::new(),
             largest_foreground: false,
             min_size_voxels: 0,
             min_size_mm3: 0.0,

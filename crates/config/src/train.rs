@@ -63,6 +63,12 @@ pub struct TrainConfig {
     /// Data-loading worker threads. Default 2.
     #[serde(default = "default_threads")]
     pub threads: usize,
+    /// After training, keep the largest connected component (of the whole foreground, then
+    /// per class) only where it raises the final validation Dice, as nnU-Net's
+    /// `determine_postprocessing` does; the choice goes to `postprocessing.json` and
+    /// `medseg predict` applies it. Default true.
+    #[serde(default = "yes")]
+    pub choose_postprocessing: bool,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -112,6 +118,9 @@ fn default_fg() -> f64 {
 fn one() -> usize {
     1
 }
+fn yes() -> bool {
+    true
+}
 fn default_threads() -> usize {
     2
 }
@@ -138,6 +147,7 @@ impl Default for TrainConfig {
             early_stopping_patience: 0,
             checkpoint_interval: 1,
             threads: default_threads(),
+            choose_postprocessing: true,
         }
     }
 }

@@ -21,7 +21,21 @@ fn class_mask(labels: &Array3<u16>, c: u16) -> Array3<bool> {
 /// For every class, keeps only its largest connected component; the other voxels of that
 /// class become background (0).
 pub fn keep_largest_per_class(labels: &mut Array3<u16>, connectivity: Connectivity) {
-    for c in classes_present(labels.view()) {
+    let present = classes_present(labels.view());
+    keep_largest_of_classes(labels, &present, connectivity);
+}
+
+/// [`keep_largest_per_class`] for the classes in `classes` only; the other classes keep all
+/// their components. Classes absent from `labels` are skipped.
+pub fn keep_largest_of_classes(
+    labels: &mut Array3<u16>,
+    classes: &[u16],
+    connectivity: Connectivity,
+) {
+    for &c in classes {
+        if c == 0 || !labels.iter().any(|&l| l == c) {
+            continue;
+        }
         let keep = keep_largest_component(class_mask(labels, c).view(), connectivity);
         Zip::from(&mut *labels).and(&keep).for_each(|l, &k| {
             if *l == c && !k {
@@ -104,6 +118,10 @@ mod tests {
         assert_eq!(g[[0, 4, 8]], 0);
         assert_eq!(g[[0, 4, 6]], 0); // ties: first-seen component of class 2 is kept
         assert_eq!(g[[0, 2, 2]], 2);
+        let mut only2 = l.clone();
+        keep_largest_of_classes(&mut only2, &[2], Connectivity::Faces);
+        assert_eq!(only2[[0, 4, 8]], 1, "class 1 keeps its small piece");
+        assert_eq!(only2[[0, 4, 6]], 0);
         let mut h = l.clone();
         keep_largest_foreground(&mut h, Connectivity::Corners);
         assert_eq!(h[[0, 2, 2]], 2);

@@ -6,6 +6,8 @@
 //! * [`fill_holes`]: scipy's `binary_fill_holes` rule (background flood from the border).
 //! * [`erode`], [`dilate`], [`open`], [`close`]: binary morphology with `border_value = 0`.
 //! * [`Postprocessor`]: the `[postprocess]` config section applied to a label map.
+//! * [`LccCandidates`] -> [`PostprocessChoice`]: largest-component steps kept only where they
+//!   raise the validation Dice (nnU-Net's `determine_postprocessing`).
 //!
 //! Everything works on `ndarray::Array3` indexed `[k, j, i]`. **A volume with one slice
 //! (`k` extent 1) is treated as a 2D image**: neighbourhoods lie in the slice, so fill holes
@@ -15,6 +17,7 @@
 #![deny(unsafe_code)]
 
 mod argmax;
+mod choice;
 mod components;
 mod connectivity;
 mod error;
@@ -24,6 +27,7 @@ mod morphology;
 mod pipeline;
 
 pub use argmax::{argmax, threshold};
+pub use choice::{LccCandidates, PostprocessChoice};
 pub use components::{
     Components, keep_largest_component, label_components, remove_small_components,
 };
@@ -31,8 +35,8 @@ pub use connectivity::Connectivity;
 pub use error::PostprocessError;
 pub use fill::fill_holes;
 pub use labelmap::{
-    classes_present, fill_holes_per_class, keep_largest_foreground, keep_largest_per_class,
-    remove_small_per_class,
+    classes_present, fill_holes_per_class, keep_largest_foreground, keep_largest_of_classes,
+    keep_largest_per_class, remove_small_per_class,
 };
 pub use morphology::{Structure, close, dilate, erode, open};
 pub use pipeline::Postprocessor;

@@ -1,8 +1,9 @@
 //! The `[postprocess]` config section as one operation on a label map.
 
 use crate::{
-    Connectivity, PostprocessError, fill_holes_per_class, keep_largest_foreground,
-    keep_largest_per_class, remove_small_per_class,
+    Connectivity, PostprocessChoice, PostprocessError, fill_holes_per_class,
+    keep_largest_foreground, keep_largest_of_classes, keep_largest_per_class,
+    remove_small_per_class,
 };
 use medseg_config::PostprocessConfig;
 use medseg_volume::Volume;
@@ -10,15 +11,20 @@ use ndarray::Array3;
 
 /// Validated postprocessing settings. Applied in this order: small-object removal (the
 /// larger of the voxel and the mm³ thresholds), largest component (whole foreground, then
-/// per class), hole filling.
+/// per class), hole filling, then the steps a training run chose on its validation
+/// ([`Self::with_choice`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Postprocessor {
     pub connectivity: Connectivity,
     pub min_size_voxels: usize,
     pub min_size_mm3: f64,
     pub largest_per_class: bool,
+    /// Classes whose largest component alone is kept (when `largest_per_class` is off).
+    pub largest_labels: Vec<u16>,
     pub largest_foreground: bool,
     pub fill_holes: bool,
+    /// Chosen by validation (`RUN/postprocessing.json`); applied last, as it was scored.
+    pub chosen: Option<PostprocessChoice>,
 }
 
 impl Postprocessor {
@@ -31,14 +37,29 @@ impl Postprocessor {
                 reason: "must be a finite number >= 0",
             });
         }
+        if cfg.largest_component_labels.contains(&0) {
+            return Err(PostprocessError::Setting {
+                key: "postprocess.largest_component_labels",
+                value: format!("{:?}", cfg.largest_component_labels),
+                reason: "lists class labels (> 0); background 0 has no component to keep",
+            });
+        }
         Ok(Self {
             connectivity: Connectivity::from_count(cfg.connectivity as u32)?,
             min_size_voxels: cfg.min_size_voxels,
             min_size_mm3: cfg.min_size_mm3,
             largest_per_class: cfg.largest_component,
+            largest_labels: cfg.largest_component_labels.clone(),
             largest_foreground: cfg.largest_foreground,
             fill_holes: cfg.fill_holes,
+            chosen: None,
         })
+    }
+
+    /// These settings followed by the steps validation chose (`None`: unchanged).
+    pub fn with_choice(mut self, chosen: Option<PostprocessChoice>) -> Self {
+        self.chosen = chosen.filter(|c| !c.is_identity());
+        self
     }
 
     /// True when applying changes nothing (every step off).
@@ -46,8 +67,13 @@ impl Postprocessor {
         self.min_size_voxels <= 1
             && self.min_size_mm3 == 0.0
             && !self.largest_per_class
+            && self.largest_labels.is_empty()
             && !self.largest_foreground
             && !self.fill_holes
+            && self
+                .chosen
+                .as_ref()
+                .is_none_or(PostprocessChoice::is_identity)
     }
 
     /// Smallest component kept, in voxels, for voxels of `voxel_volume_mm3`: a component of
@@ -76,9 +102,14 @@ impl Postprocessor {
         }
         if self.largest_per_class {
             keep_largest_per_class(labels, self.connectivity);
+        } else if !self.largest_labels.is_empty() {
+            keep_largest_of_classes(labels, &self.largest_labels, self.connectivity);
         }
         if self.fill_holes {
             fill_holes_per_class(labels, self.connectivity);
+        }
+        if let Some(chosen) = &self.chosen {
+            chosen.apply(labels);
         }
     }
 
@@ -107,8 +138,11 @@ mod tests {
         let mut bad = cfg.clone();
         bad.connectivity = 7;
         assert!(Postprocessor::new(&bad).is_err());
-        bad = cfg;
+        bad = cfg.clone();
         bad.min_size_mm3 = -1.0;
+        assert!(Postprocessor::new(&bad).is_err());
+        bad = cfg;
+        bad.largest_component_labels = vec![0, 1];
         assert!(Postprocessor::new(&bad).is_err());
         // a 4-voxel (8 mm³ at 2 mm³/voxel) object goes, a 5-voxel one stays
         let mut l = Array3::<u16>::zeros((1, 3, 12));
@@ -120,5 +154,47 @@ mod tests {
         }
         p.apply(&mut l, [1.0, 1.0, 2.0]);
         assert_eq!(l.iter().filter(|&&v| v == 1).count(), 5);
+    }
+
+    #[test]
+    fn largest_component_of_listed_classes_then_the_choice() {
+        // class 1 and class 2, each with a big and a one-voxel piece
+        let mut l = Array3::<u16>::zeros((1, 4, 9));
+        for i in 0..3 {
+            l[[0, 0, i]] = 1;
+            l[[0, 3, i]] = 2;
+        }
+        l[[0, 0, 8]] = 1;
+        l[[0, 3, 8]] = 2;
+        let cfg = PostprocessConfig {
+            largest_component_labels: vec![2],
+            connectivity: 6,
+            ..Default::default()
+        };
+        let p = Postprocessor::new(&cfg).unwrap();
+        assert!(!p.is_identity());
+        let mut a = l.clone();
+        p.apply(&mut a, [1.0; 3]);
+        assert_eq!(
+            (a[[0, 0, 8]], a[[0, 3, 8]]),
+            (1, 0),
+            "only class 2 is reduced"
+        );
+        // the run's choice (class 1) comes on top
+        let choice = PostprocessChoice {
+            largest_foreground: false,
+            largest_component_labels: vec![1],
+            connectivity: Connectivity::Faces,
+            cases: 1,
+            foreground_mean_before: 0.5,
+            foreground_mean_after: 0.6,
+            dice_before: Default::default(),
+            dice_after: Default::default(),
+        };
+        let p = p.with_choice(Some(choice));
+        let mut b = l.clone();
+        p.apply(&mut b, [1.0; 3]);
+        assert_eq!((b[[0, 0, 8]], b[[0, 3, 8]]), (0, 0));
+        assert_eq!(b[[0, 0, 0]], 1);
     }
 }
