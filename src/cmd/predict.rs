@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 /// Several --model runs (folds of one experiment) are ensembled by averaging probabilities.
 /// Applies the run's plan (orientation, crop, resampling, normalization), runs the Gaussian
 /// sliding window with mirroring TTA, maps probabilities back onto each input's grid, takes
-/// the argmax and applies the run's postprocessing. Each output CASE.nii.gz has the input's
+/// the argmax and applies the run's postprocessing (its `[postprocess]`, then the
+/// largest-component steps its final validation chose, RUN/postprocessing.json). Each output CASE.nii.gz has the input's
 /// exact header geometry. Multi-channel cases follow nnU-Net's naming (CASE_0000.nii.gz,
 /// CASE_0001.nii.gz, ...) in an input folder.
 ///

@@ -275,6 +275,13 @@ pub fn print_summary(s: &TrainSummary) {
             "final validation (best weights, TTA as configured): foreground-mean Dice {:.4}",
             v.foreground_mean
         );
+        if let Some(p) = v.postprocessing.as_ref().filter(|p| !p.is_identity()) {
+            eprintln!(
+                "  after the postprocessing chosen on it ({}); {:.4} before",
+                medseg_infer::RunLayout::POSTPROCESSING,
+                p.foreground_mean_before
+            );
+        }
     }
     eprintln!("run directory: {}", s.run_dir.display());
 }

@@ -25,7 +25,8 @@ pub struct Predictor {
 
 impl Predictor {
     /// Loads every run (all must have the same classes, channels and preprocessing plan; the
-    /// first run's `[inference]` and `[postprocess]` sections apply unless overridden).
+    /// first run's `[inference]` and `[postprocess]` sections apply unless overridden, then
+    /// the postprocessing its final validation chose, `postprocessing.json`, when it has one).
     pub fn from_runs(
         runs: &[RunDir],
         device: &Device,
@@ -58,7 +59,8 @@ impl Predictor {
             .collect::<Result<Vec<_>, _>>()?;
         let inf = inference.unwrap_or(&first.config.inference);
         let window = window_for(&first.plan, inf)?;
-        let post = Postprocessor::new(postprocess.unwrap_or(&first.config.postprocess))?;
+        let post = Postprocessor::new(postprocess.unwrap_or(&first.config.postprocess))?
+            .with_choice(first.postprocessing.clone());
         Ok(Self {
             plan: first.plan.clone(),
             models,

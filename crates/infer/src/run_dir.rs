@@ -15,6 +15,9 @@
 //! RUN/train_log.csv         one line per epoch: loss, validation Dice per class, learning rate
 //! RUN/curves.png            the log as a picture
 //! RUN/summary.json          how training ended and the final validation of the best weights
+//! RUN/postprocessing.json   the largest-component steps the final validation chose, with its
+//!                           Dice before and after (medseg_postprocess PostprocessChoice);
+//!                           `medseg predict` applies them after `[postprocess]`
 //! RUN/model.safetensors     the final weights (best, else last) for exchange
 //! RUN/medseg.lock           held (OS lock) by the `medseg train` writing the run
 //! ```
@@ -32,6 +35,7 @@ use crate::InferError;
 use burn::tensor::Device;
 use medseg_config::ExperimentConfig;
 use medseg_model::{UNet, UNetConfig};
+use medseg_postprocess::PostprocessChoice;
 use medseg_preprocess::plan::Plan;
 use std::path::{Path, PathBuf};
 
@@ -80,6 +84,8 @@ impl RunLayout {
     pub const CURVES: &'static str = "curves.png";
     /// File name of the training summary.
     pub const SUMMARY: &'static str = "summary.json";
+    /// File name of the postprocessing chosen on the final validation.
+    pub const POSTPROCESSING: &'static str = "postprocessing.json";
     /// File name of the final weights in safetensors format.
     pub const SAFETENSORS: &'static str = "model.safetensors";
 
@@ -186,6 +192,10 @@ impl RunLayout {
 
     pub fn summary(&self) -> PathBuf {
         self.root.join(Self::SUMMARY)
+    }
+
+    pub fn postprocessing(&self) -> PathBuf {
+        self.root.join(Self::POSTPROCESSING)
     }
 
     pub fn safetensors(&self) -> PathBuf {
@@ -310,6 +320,9 @@ pub struct RunDir {
     pub network: UNetConfig,
     /// The weights file that will be loaded ([`RunLayout::final_weights`]).
     pub weights: PathBuf,
+    /// `postprocessing.json`: the steps the final validation chose (`None`: no such file,
+    /// e.g. a run without validation or with `train.choose_postprocessing = false`).
+    pub postprocessing: Option<PostprocessChoice>,
 }
 
 impl RunDir {
@@ -344,12 +357,14 @@ impl RunDir {
                 RunLayout::CHECKPOINT_WEIGHTS
             ))
         })?;
+        let postprocessing = read_postprocessing(&layout).map_err(err)?;
         Ok(RunDir {
             path: path.to_path_buf(),
             config,
             plan,
             network,
             weights,
+            postprocessing,
         })
     }
 
@@ -370,6 +385,19 @@ fn read_network(layout: &RunLayout) -> Result<UNetConfig, String> {
     let text = std::fs::read_to_string(layout.network())
         .map_err(|e| format!("cannot read {name}: {e}"))?;
     serde_json::from_str(&text).map_err(|e| format!("invalid {name}: {e}"))
+}
+
+/// `postprocessing.json` when the run has one, or why it cannot be read.
+fn read_postprocessing(layout: &RunLayout) -> Result<Option<PostprocessChoice>, String> {
+    let name = RunLayout::POSTPROCESSING;
+    let text = match std::fs::read_to_string(layout.postprocessing()) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read {name}: {e}")),
+    };
+    serde_json::from_str(&text).map(Some).map_err(|e| {
+        format!("invalid {name}: {e} (delete it to predict without the chosen postprocessing)")
+    })
 }
 
 #[cfg(test)]

@@ -45,6 +45,12 @@ pub enum TrainError {
     },
     #[error("{}: {reason}", path.display())]
     File { path: PathBuf, reason: String },
+    #[error("validation case {case}: its prediction cannot be scored")]
+    ValidationCase {
+        case: String,
+        #[source]
+        source: medseg_postprocess::PostprocessError,
+    },
     #[error("data loading failed on case {case}: {reason}")]
     Case { case: String, reason: String },
     #[error(

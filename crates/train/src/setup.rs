@@ -75,7 +75,8 @@ pub fn claim_run_dir(
     })
 }
 
-/// Deletes what training wrote (checkpoints, log, curves, summary, exported weights); keeps
+/// Deletes what training wrote (checkpoints, log, curves, summary, exported weights, chosen
+/// postprocessing); keeps
 /// the plan and the cache, which depend on the dataset and plan only.
 fn remove_training_outputs(run: &RunLayout) -> Result<(), TrainError> {
     for dir in [
@@ -96,6 +97,7 @@ fn remove_training_outputs(run: &RunLayout) -> Result<(), TrainError> {
         run.curves(),
         run.summary(),
         run.safetensors(),
+        run.postprocessing(),
     ];
     for file in files.into_iter().chain(run.legacy_checkpoint_files()) {
         match std::fs::remove_file(&file) {

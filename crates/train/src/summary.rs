@@ -112,9 +112,13 @@ fn validation_json(v: &Validation, labels: &ClassLabels) -> serde_json::Value {
             )
         })
         .collect();
+    // Dice is after the chosen postprocessing (when one was chosen), HD95 of the predictions
+    // as scored before it: "postprocessing" holds the choice and the Dice before and after.
     serde_json::json!({
         "foreground_mean_dice": v.foreground_mean,
         "per_class": per_class,
         "cases": v.cases.iter().map(|c| c.case.clone()).collect::<Vec<_>>(),
+        "postprocessing": v.postprocessing,
+        "hd95_before_postprocessing": v.postprocessing.is_some(),
     })
 }

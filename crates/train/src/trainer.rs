@@ -8,7 +8,8 @@
 //!     train_epoch           optimizer steps over the loader's batches (stops on interrupt)
 //!     on_epoch_end          progress, periodic validation + best checkpoint, log and curves
 //!     checkpoint            last checkpoint, early-stopping decision
-//!   Trainer::finish       model.safetensors, final validation, summary.json
+//!   Trainer::finish       model.safetensors, final validation (choosing the postprocessing:
+//!                         postprocessing.json), summary.json
 //! ```
 
 use crate::data::FoldData;
@@ -29,6 +30,7 @@ use crate::{
 use medseg_config::ExperimentConfig;
 use medseg_infer::{DirLock, RunLayout, select_device};
 use medseg_model::UNetConfig;
+use medseg_postprocess::PostprocessChoice;
 use medseg_volume::dataset::Dataset;
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -297,7 +299,12 @@ impl<'a> Trainer<'a> {
     ) -> Result<TrainSummary, TrainError> {
         let final_validation = match outcome {
             TrainOutcome::Interrupted { .. } => None,
-            _ => self.export_and_validate_final(obs)?,
+            _ => {
+                let v = self.export_and_validate_final(obs)?;
+                let choice = v.as_ref().and_then(|v| v.postprocessing.as_ref());
+                write_postprocessing(&self.run, choice, obs)?;
+                v
+            }
         };
         let summary = TrainSummary {
             run_dir: self.run.root().to_path_buf(),
@@ -312,6 +319,7 @@ impl<'a> Trainer<'a> {
         Ok(summary)
     }
 
+    /// The final validation of the best weights; `None` without weights or validation cases.
     fn export_and_validate_final(
         &self,
         obs: &mut dyn TrainObserver,
@@ -333,4 +341,44 @@ impl<'a> Trainer<'a> {
         )?;
         Ok(Some(v))
     }
+}
+
+/// Writes `postprocessing.json` (the steps the final validation chose), or removes one left
+/// by an earlier training of this run when nothing was chosen this time, so `medseg predict`
+/// never applies a choice made for other weights.
+fn write_postprocessing(
+    run: &RunLayout,
+    choice: Option<&PostprocessChoice>,
+    obs: &mut dyn TrainObserver,
+) -> Result<(), TrainError> {
+    let path = run.postprocessing();
+    let Some(c) = choice else {
+        return match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(TrainError::io(&path, e)),
+            _ => Ok(()),
+        };
+    };
+    let mut steps = Vec::new();
+    if c.largest_foreground {
+        steps.push("largest component of the foreground".to_string());
+    }
+    if !c.largest_component_labels.is_empty() {
+        steps.push(format!(
+            "largest component of class(es) {:?}",
+            c.largest_component_labels
+        ));
+    }
+    let steps = if steps.is_empty() {
+        "none (no largest-component step raised the Dice)".to_string()
+    } else {
+        steps.join(", then ")
+    };
+    obs.message(&format!(
+        "postprocessing chosen on {} validation case(s): {steps}; foreground-mean Dice {:.4} -> {:.4} ({})",
+        c.cases,
+        c.foreground_mean_before,
+        c.foreground_mean_after,
+        RunLayout::POSTPROCESSING
+    ));
+    crate::error::write_json(&path, c)
 }

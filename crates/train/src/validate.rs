@@ -10,7 +10,7 @@ use medseg_config::ExperimentConfig;
 use medseg_eval::{CaseMetrics, EvalOptions, evaluate_pair};
 use medseg_infer::{Segmenter, SlidingWindow, window_for};
 use medseg_model::UNet;
-use medseg_postprocess::Postprocessor;
+use medseg_postprocess::{LccCandidates, PostprocessChoice, Postprocessor};
 use medseg_preprocess::pipeline::CaseProperties;
 use medseg_preprocess::plan::Plan;
 use medseg_volume::Volume;
@@ -32,7 +32,12 @@ pub struct Validation {
     pub dice: BTreeMap<u16, f64>,
     /// Mean of `dice` over foreground labels.
     pub foreground_mean: f64,
+    /// Per-case metrics of the predictions as scored (before `postprocessing`).
     pub cases: Vec<CaseMetrics>,
+    /// Final validation with `train.choose_postprocessing`: the largest-component steps kept
+    /// because they raised the Dice, with the Dice before and after. `dice` and
+    /// `foreground_mean` are then the values after it.
+    pub postprocessing: Option<PostprocessChoice>,
 }
 
 /// Which validation: the periodic one that ranks checkpoints, or the final one of the best
@@ -53,6 +58,8 @@ pub struct Validator {
     periodic_window: SlidingWindow,
     final_window: SlidingWindow,
     labels: Vec<u16>,
+    /// `train.choose_postprocessing`: the final validation chooses largest-component steps.
+    choose_postprocessing: bool,
 }
 
 impl Validator {
@@ -73,6 +80,7 @@ impl Validator {
             periodic_window,
             final_window,
             labels,
+            choose_postprocessing: cfg.train.choose_postprocessing,
         })
     }
 
@@ -82,7 +90,8 @@ impl Validator {
     }
 
     /// Scores `model` (on [`Self::device`]) on every case; `on_case(done, total)` reports
-    /// progress.
+    /// progress. The final validation also chooses the postprocessing (when configured),
+    /// scoring each case's largest-component variants as it goes so no prediction is kept.
     pub fn validate(
         &self,
         model: &UNet,
@@ -104,17 +113,33 @@ impl Validator {
             ..EvalOptions::default()
         };
         let mut results = Vec::with_capacity(cases.len());
+        let mut candidates = (kind == ValidationKind::Final && self.choose_postprocessing)
+            .then(|| LccCandidates::new(&self.labels, self.postprocess.connectivity));
         for (n, c) in cases.iter().enumerate() {
             let spacing = c.label.geometry.spacing;
             let pred =
                 segmenter.segment(&c.name, &c.image, &c.props, spacing, false, &mut |_, _| {})?;
             let pred = Volume::new(pred.labels, c.label.geometry);
             let mut m = evaluate_pair(&pred, &c.label, &self.labels, &opts)?;
+            if let Some(cands) = &mut candidates {
+                cands
+                    .add_case(pred.data.view(), c.label.data.view())
+                    .map_err(|source| TrainError::ValidationCase {
+                        case: c.name.clone(),
+                        source,
+                    })?;
+            }
             m.case = c.name.clone();
             results.push(m);
             on_case(n + 1, cases.len());
         }
-        Ok(summarize(&self.labels, results))
+        let mut v = summarize(&self.labels, results);
+        if let Some(choice) = candidates.and_then(|c| c.choose()) {
+            v.dice.clone_from(&choice.dice_after);
+            v.foreground_mean = choice.foreground_mean_after;
+            v.postprocessing = Some(choice);
+        }
+        Ok(v)
     }
 }
 
@@ -141,5 +166,6 @@ fn summarize(labels: &[u16], cases: Vec<CaseMetrics>) -> Validation {
         dice,
         foreground_mean,
         cases,
+        postprocessing: None,
     }
 }
