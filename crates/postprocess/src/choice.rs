@@ -123,7 +123,9 @@ impl LccCandidates {
         }
         let raw = self.means(RAW);
         let fg = self.means(FOREGROUND);
-        let largest_foreground = mean(&fg) > mean(&raw);
+        // nnU-Net's rule (determine_postprocessing): the foreground step must raise the mean
+        // and lower no class's Dice.
+        let largest_foreground = mean(&fg) > mean(&raw) && fg.iter().all(|(c, &d)| d >= raw[c]);
         let (base, with_class) = if largest_foreground {
             (fg, self.means(FOREGROUND_CLASS))
         } else {
@@ -131,10 +133,14 @@ impl LccCandidates {
         };
         let mut after = base.clone();
         let mut labels = Vec::new();
-        for (&c, &d) in &with_class {
-            if d > base[&c] {
-                labels.push(c);
-                after.insert(c, d);
+        // per class only with more than one foreground class (with one, the foreground step is
+        // the same operation), each on a strict gain of its own Dice
+        if with_class.len() > 1 {
+            for (&c, &d) in &with_class {
+                if d > base[&c] {
+                    labels.push(c);
+                    after.insert(c, d);
+                }
             }
         }
         Some(PostprocessChoice {
@@ -239,6 +245,31 @@ mod tests {
         assert_eq!(choice.cases, 3);
         assert_eq!(choice.dice_before, choice.dice_after);
         assert_eq!(choice.foreground_mean_after, 1.0);
+    }
+
+    #[test]
+    fn a_foreground_step_that_lowers_a_class_is_not_kept_even_if_the_mean_rises() {
+        // main object: class 2 (16 voxels) touching class 1 (4 voxels); class 1 also has a
+        // true one-voxel component far away; the prediction adds a stray 8-voxel class-2 blob.
+        let gt = Array3::from_shape_fn((1, 12, 12), |(_, j, i)| match (j, i) {
+            (0..4, 0..4) => 2,
+            (0..4, 4) | (10, 10) => 1,
+            _ => 0,
+        });
+        let mut pred = gt.clone();
+        for j in 8..10 {
+            for i in 0..4 {
+                pred[[0, j, i]] = 2;
+            }
+        }
+        let mut c = LccCandidates::new(&[1, 2], Connectivity::Faces);
+        c.add_case(pred.view(), gt.view()).unwrap();
+        let choice = c.choose().unwrap();
+        // the foreground step raises the mean (0.90 -> 0.94) but drops class 1 (1.0 -> 0.89)
+        assert!(!choice.largest_foreground, "{choice:?}");
+        assert_eq!(choice.largest_component_labels, vec![2]);
+        assert_eq!(choice.dice_after[&1], 1.0);
+        assert_eq!(choice.dice_after[&2], 1.0);
     }
 
     #[test]
