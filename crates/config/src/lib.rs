@@ -18,6 +18,7 @@ mod model;
 mod overrides;
 mod postprocess;
 mod preprocess;
+mod time_budget;
 mod train;
 
 pub use data::{AllFolds, DataConfig, FoldSelection};
@@ -28,6 +29,7 @@ pub use model::{BottleneckKind, ModelConfig, NormKind};
 pub use overrides::apply_override;
 pub use postprocess::PostprocessConfig;
 pub use preprocess::PreprocessConfig;
+pub use time_budget::TimeBudget;
 pub use train::{OptimizerKind, ScheduleKind, TrainConfig};
 
 use serde::{Deserialize, Serialize};
@@ -269,6 +271,21 @@ mod tests {
             parse_with(&text, &["data.fold=\"all\""]).unwrap();
         }
         parse_with("[data]\ndataset = 'd'\nfolds = 2\n", &[]).unwrap();
+    }
+
+    #[test]
+    fn a_time_budget_parses_from_the_file_and_a_bad_one_names_its_source() {
+        let cfg = parse("[data]\ndataset = 'd'\n[train]\ntime_budget = \"1h30m\"\n");
+        assert_eq!(cfg.train.time_budget.unwrap().seconds(), 5400.0);
+        assert_eq!(parse(&cfg.to_toml().unwrap()), cfg);
+        let e = parse_with("[data]\ndataset = 'd'\n", &["train.time_budget=\"20\""])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--set train.time_budget") && e.contains("20m"),
+            "{e}"
+        );
+        assert!(parse("[data]\ndataset = 'd'\n").train.time_budget.is_none());
     }
 
     #[test]

@@ -69,6 +69,14 @@ pub struct TrainConfig {
     /// `medseg predict` applies it. Default true.
     #[serde(default = "yes")]
     pub choose_postprocessing: bool,
+    /// Wall-clock budget of the whole run, e.g. `"20m"` or `"1h30m"` (`medseg train
+    /// --time-budget`). With one, the planner times a few steps of candidate networks on this
+    /// machine, picks the width (and, if needed, a smaller patch) that the budget affords
+    /// enough iterations for, and the trainer sets the schedule length (`epochs` x
+    /// `iterations_per_epoch` become the budget's) so that training, validation and the final
+    /// checkpoint end within it. Default: none (the schedule above).
+    #[serde(default)]
+    pub time_budget: Option<crate::TimeBudget>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -148,6 +156,7 @@ impl Default for TrainConfig {
             checkpoint_interval: 1,
             threads: default_threads(),
             choose_postprocessing: true,
+            time_budget: None,
         }
     }
 }
