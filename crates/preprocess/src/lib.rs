@@ -18,6 +18,7 @@
 #![allow(clippy::needless_range_loop, clippy::neg_cmp_op_on_partial_ord)]
 
 pub mod augment;
+pub mod budget;
 pub mod crop;
 mod error;
 pub mod fingerprint;

@@ -166,6 +166,10 @@ pub struct Plan {
     pub overridden: Vec<String>,
     /// The full fingerprint (per-case shapes, spacings, bboxes, label volumes, intensities).
     pub fingerprint: DatasetFingerprint,
+    /// What `--time-budget` measured and chose; the network, patch and batch above are then
+    /// its choice (nnU-Net's are kept in `time_budget.without_budget`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_budget: Option<crate::budget::BudgetChoice>,
 }
 
 impl Plan {
@@ -296,6 +300,7 @@ impl Plan {
             median_crop_ratio: fp.median_crop_ratio,
             overridden,
             fingerprint: fp.clone(),
+            time_budget: None,
         })
     }
 
@@ -329,6 +334,22 @@ impl Plan {
 }
 
 impl Plan {
+    /// The plan as a cache of preprocessed cases sees it: without the network, patch, batch
+    /// and budget, which change no preprocessed voxel, so choosing another network (a time
+    /// budget does) keeps the cache.
+    pub fn preprocessing_view(&self) -> Plan {
+        let mut p = self.clone();
+        p.patch_size = [0; 3];
+        p.batch_size = 0;
+        p.num_stages = 0;
+        p.pools_per_axis = [0; 3];
+        p.network = None;
+        p.time_budget = None;
+        p.overridden
+            .retain(|o| !matches!(o.as_str(), "patch_size" | "batch_size" | "features"));
+        p
+    }
+
     /// `[model]` with the plan's topology filled in: `features`, `kernel_sizes` and `strides`
     /// in the config's layout (tensor order `[d, h, w]` in 3D, `[h, w]` in 2D). Topology keys
     /// the config sets must agree with the plan (`features`, `base_features`,
@@ -889,5 +910,79 @@ mod tests {
         };
         let m2 = plan2d.model_config(&m2).unwrap();
         assert_eq!(m2.kernel_sizes.unwrap()[0], vec![3, 3]);
+    }
+
+    #[test]
+    fn a_budget_variant_keeps_nnunets_topology_and_sets_widths_and_batch() {
+        let plan = plan_of([1.0; 3], [36, 50, 35], 3);
+        let v = plan.budget_variant(8, 0, 2).unwrap();
+        assert_eq!(net(&v).features_per_stage, vec![8, 16, 32, 64]);
+        assert_eq!(v.patch_size, plan.patch_size);
+        assert_eq!(net(&v).strides, net(&plan).strides);
+        assert_eq!(net(&v).kernel_sizes, net(&plan).kernel_sizes);
+        assert_eq!(v.batch_size, 2);
+        // Widths double up to the plan's widest stage, never past it.
+        let wide = plan.budget_variant(128, 0, 2).unwrap();
+        assert_eq!(net(&wide).features_per_stage, vec![128, 256, 256, 256]);
+        // Anisotropic data keeps its in-plane first stages.
+        let mr = plan_of([0.6, 0.6, 3.6], [20, 320, 320], 3);
+        let mr16 = mr.budget_variant(16, 0, 2).unwrap();
+        assert_eq!(net(&mr16).kernel_sizes, net(&mr).kernel_sizes);
+        assert_eq!(net(&mr16).features_per_stage[0], 16);
+    }
+
+    #[test]
+    fn a_halved_budget_variant_has_at_most_half_the_voxels_and_a_valid_patch() {
+        let voxels = |p: &Plan| p.patch_size.iter().product::<usize>();
+        let ct = plan_of([0.8, 0.8, 2.5], [120, 512, 512], 3);
+        for halvings in 1..=2 {
+            let v = ct.budget_variant(8, halvings, 2).unwrap();
+            assert!(voxels(&v) <= voxels(&ct) >> halvings, "{:?}", v.patch_size);
+            for a in 0..3 {
+                assert_eq!(v.patch_size[a] % (1 << v.pools_per_axis[a]), 0);
+            }
+            assert_eq!(net(&v).num_stages(), v.num_stages);
+        }
+    }
+
+    #[test]
+    fn without_budget_restores_nnunets_choice() {
+        use crate::budget::{BudgetChoice, PlannedShape, ReservedTime};
+        let plan = plan_of([1.0; 3], [36, 50, 35], 3);
+        let mut chosen = plan.budget_variant(8, 1, 2).unwrap();
+        chosen.time_budget = Some(BudgetChoice {
+            budget_seconds: 60.0,
+            budget: "1m".into(),
+            device: "flex".into(),
+            threads: 2,
+            min_iterations: 1,
+            candidates: Vec::new(),
+            chosen: 0,
+            reserved: ReservedTime {
+                setup_seconds: 0.0,
+                measuring_seconds: 0.0,
+                validation_seconds_per_case: 0.0,
+                periodic_validations: 0,
+                periodic_validation_seconds: 0.0,
+                final_validation_seconds: 0.0,
+                margin_seconds: 0.0,
+            },
+            training_seconds: 0.0,
+            iterations: 1,
+            epochs: 1,
+            iterations_per_epoch: 1,
+            validation_interval: 0,
+            final_tta: true,
+            without_budget: PlannedShape::of(&plan),
+        });
+        assert_ne!(chosen.patch_size, plan.patch_size);
+        assert_eq!(chosen.without_budget(), plan);
+        // The cache key ignores the network, patch, batch and budget.
+        assert_eq!(chosen.preprocessing_view(), plan.preprocessing_view());
+        // A budget round-trips through plan.json.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.json");
+        chosen.save(&path).unwrap();
+        assert_eq!(Plan::load(&path).unwrap(), chosen);
     }
 }
