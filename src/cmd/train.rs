@@ -1,12 +1,13 @@
 //! `medseg train`: a config in, a trained run directory out.
 
-use super::args::{ConfigArgs, Device, DeviceArgs, ThreadArgs};
+use super::args::{Device, DeviceArgs, SET_HELP, SET_VALUE_NAME, ThreadArgs};
 use anyhow::Result;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use medseg_config::ExperimentConfig;
+use medseg_config::{ExperimentConfig, TimeBudget};
 use medseg_train::{
     ClassLabels, EpochRecord, TrainObserver, TrainOptions, TrainOutcome, TrainSummary,
 };
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -23,8 +24,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// `[train] threads`. Every config key: configs/README.md.
 #[derive(clap::Args, Debug, Clone)]
 pub struct TrainArgs {
-    #[command(flatten)]
-    pub config: ConfigArgs,
+    /// Experiment config (TOML; every key and its default: configs/README.md). Without it,
+    /// the shipped template (configs/msd-template.toml) with --dataset and --output.
+    #[arg(long, value_name = "CONFIG.toml", required_unless_present = "dataset")]
+    pub config: Option<PathBuf>,
+    /// Dataset folder (the one holding dataset.json); overrides the config's data.dataset.
+    #[arg(long, value_name = "DIR")]
+    pub dataset: Option<PathBuf>,
+    /// Run directory; overrides the config's train.output.
+    #[arg(short = 'o', long, value_name = "RUN")]
+    pub output: Option<PathBuf>,
+    /// Train the best model this machine can in this time, e.g. 20m, 1h30m, 90s (sets
+    /// train.time_budget): times candidate networks, picks one and sizes the schedule so that
+    /// training, validation and the final checkpoint end within it.
+    #[arg(long, value_name = "DURATION")]
+    pub time_budget: Option<TimeBudget>,
+    #[arg(long = "set", value_name = SET_VALUE_NAME, help = SET_HELP)]
+    pub set: Vec<String>,
     /// Continue an interrupted run from its last checkpoint (weights, optimizer, epoch, schedule).
     #[arg(long)]
     pub resume: bool,
@@ -238,9 +254,46 @@ pub fn run_with(
     Ok(result?)
 }
 
+/// The shipped template, what `medseg train --dataset DIR` trains with no config.
+const TEMPLATE: &str = include_str!("../../configs/msd-template.toml");
+
+impl TrainArgs {
+    /// The config (or the template) with `--dataset`, `--output`, `--time-budget` and the
+    /// `--set` overrides applied, in that order.
+    pub fn load(&self) -> Result<ExperimentConfig> {
+        let quoted = |p: &Path| toml::Value::String(p.display().to_string()).to_string();
+        let mut sets = Vec::new();
+        if let Some(d) = &self.dataset {
+            sets.push(format!("data.dataset={}", quoted(&absolute(d))));
+        }
+        if let Some(o) = &self.output {
+            sets.push(format!("train.output={}", quoted(&absolute(o))));
+        }
+        if let Some(b) = &self.time_budget {
+            sets.push(format!("train.time_budget=\"{b}\""));
+        }
+        sets.extend(self.set.iter().cloned());
+        Ok(match &self.config {
+            Some(path) => ExperimentConfig::load(path, &sets)?,
+            None => ExperimentConfig::from_toml_str(
+                TEMPLATE,
+                &sets,
+                Path::new("built-in template (configs/msd-template.toml)"),
+                std::env::current_dir()?,
+            )?,
+        })
+    }
+}
+
+/// `p` against the working directory (a config resolves relative paths against its own
+/// folder, but a path typed on the command line means the shell's).
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
 pub fn run(args: &TrainArgs) -> Result<()> {
     args.threads.apply()?;
-    let cfg = args.config.load()?;
+    let cfg = args.load()?;
     let interrupt = install_interrupt();
     let existing = match (args.resume, args.overwrite) {
         (true, _) => Existing::Resume,
@@ -266,6 +319,19 @@ pub fn print_summary(s: &TrainSummary) {
         TrainOutcome::Finished => {
             eprintln!("trained {} epochs in {mins:.1} min", s.epochs_done)
         }
+    }
+    if let Some(b) = &s.time_budget {
+        let c = &b.candidates[b.chosen];
+        eprintln!(
+            "time budget {}: used {mins:.1} of {:.1} min ({:.0}%): {} iterations of features {:?}, patch {:?}, batch {}",
+            b.budget,
+            b.budget_seconds / 60.0,
+            100.0 * s.seconds / b.budget_seconds,
+            s.iterations_done,
+            c.features_per_stage,
+            c.patch_size,
+            c.batch_size
+        );
     }
     if let (Some(d), Some(e)) = (s.best_dice, s.best_epoch) {
         eprintln!("best validation Dice {d:.4} (foreground mean, epoch {e})");

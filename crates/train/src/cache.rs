@@ -131,10 +131,11 @@ pub fn load_or_build(
 ) -> Result<Vec<CachedCase>, TrainError> {
     std::fs::create_dir_all(cache_dir).map_err(|e| TrainError::io(cache_dir, e))?;
     let manifest_path = cache_dir.join("manifest.json");
-    let plan_text = serde_json::to_string(plan).map_err(|source| TrainError::Json {
-        path: manifest_path.clone(),
-        source,
-    })?;
+    let plan_text =
+        serde_json::to_string(&plan.preprocessing_view()).map_err(|source| TrainError::Json {
+            path: manifest_path.clone(),
+            source,
+        })?;
     let plan_hash = fnv64(plan_text.as_bytes());
     let mut manifest: Manifest = std::fs::read_to_string(&manifest_path)
         .ok()

@@ -28,6 +28,7 @@
 // deny, not forbid: ndarray's `s!` macro expands to an `#[allow(unsafe_code)]` block.
 #![deny(unsafe_code)]
 
+pub mod budget;
 pub mod cache;
 pub mod checkpoint;
 pub mod data;

@@ -1,6 +1,7 @@
 //! The setup stages before the first step: check the settings, record the resolved config,
 //! plan the dataset, describe the network and the data loading.
 
+use crate::budget::{BudgetInputs, plan_budget};
 use crate::loader::LoaderSettings;
 use crate::state::TrainState;
 use crate::{TrainError, TrainObserver, TrainOptions};
@@ -170,6 +171,25 @@ pub fn plan_for(
         plan.batch_size
     ));
     Ok(plan)
+}
+
+/// The plan as this run trains it: with a time budget, the one [`plan_budget`] measures and
+/// chooses; without, nnU-Net's network, patch and batch (undoing an earlier budget's choice).
+/// Saves `plan.json` when that changed it.
+pub fn plan_for_budget(
+    inputs: Option<&BudgetInputs>,
+    plan: Plan,
+    run: &RunLayout,
+    obs: &mut dyn TrainObserver,
+) -> Result<Plan, TrainError> {
+    let chosen = match inputs {
+        Some(inputs) => plan_budget(inputs, &plan, obs)?,
+        None => plan.without_budget(),
+    };
+    if chosen != plan {
+        chosen.save(&run.plan())?;
+    }
+    Ok(chosen)
 }
 
 /// The dataset's integrity check, as one error listing the first problems.

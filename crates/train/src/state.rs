@@ -23,6 +23,10 @@ pub struct TrainState {
     /// True when training ended (epochs done, early stop); false after an interruption.
     pub finished: bool,
     pub log: Vec<EpochRecord>,
+    /// The schedule this run follows (a time budget's re-sized one included), so `--resume`
+    /// finishes the same schedule. `None` in states written before it was recorded.
+    #[serde(default)]
+    pub schedule: Option<crate::budget::Schedule>,
 }
 
 impl TrainState {
@@ -36,6 +40,7 @@ impl TrainState {
             validations_since_best: 0,
             finished: false,
             log: Vec::new(),
+            schedule: None,
         }
     }
 

@@ -73,6 +73,10 @@ pub struct TrainSummary {
     /// Final validation of the best weights with every metric (surface metrics included).
     pub final_validation: Option<Validation>,
     pub seconds: f64,
+    /// Optimizer steps taken in all.
+    pub iterations_done: usize,
+    /// What `--time-budget` measured and chose (as in `plan.json`).
+    pub time_budget: Option<medseg_preprocess::budget::BudgetChoice>,
 }
 
 /// Writes `summary.json`: the outcome, the best validation and the final validation per class.
@@ -90,6 +94,19 @@ pub fn write_summary(
         "best_epoch": s.best_epoch,
         "final_validation": s.final_validation.as_ref().map(|v| validation_json(v, labels)),
         "seconds": s.seconds,
+        "iterations_done": s.iterations_done,
+        "time_budget": s.time_budget.as_ref().map(|b| serde_json::json!({
+            "budget": b.budget,
+            "budget_seconds": b.budget_seconds,
+            "seconds_used": s.seconds,
+            "within_budget": s.seconds <= b.budget_seconds,
+            "features_per_stage": b.candidates[b.chosen].features_per_stage,
+            "patch_size": b.candidates[b.chosen].patch_size,
+            "batch_size": b.candidates[b.chosen].batch_size,
+            "step_seconds": b.candidates[b.chosen].step_seconds,
+            "planned_iterations": b.iterations,
+            "candidates": b.candidates,
+        })),
     });
     crate::error::write_json(path, &json)
 }

@@ -12,14 +12,15 @@
 //!                         postprocessing.json), summary.json
 //! ```
 
+use crate::budget::{BudgetClock, BudgetInputs, Schedule};
 use crate::data::FoldData;
 use crate::learner::Learner;
 use crate::loader::{LoaderSettings, for_each_batch};
 use crate::log::{EpochRecord, write_csv, write_curves};
 use crate::schedule::learning_rate;
 use crate::setup::{
-    check_settings, claim_run_dir, loader_settings, network_for, plan_for, write_network,
-    write_resolved_config,
+    check_settings, claim_run_dir, loader_settings, network_for, plan_for, plan_for_budget,
+    write_network, write_resolved_config,
 };
 use crate::state::TrainState;
 use crate::summary::write_summary;
@@ -31,6 +32,7 @@ use medseg_config::ExperimentConfig;
 use medseg_infer::{DirLock, RunLayout, select_device};
 use medseg_model::UNetConfig;
 use medseg_postprocess::PostprocessChoice;
+use medseg_preprocess::budget::BudgetChoice;
 use medseg_volume::dataset::Dataset;
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -46,7 +48,7 @@ pub fn train(
     obs: &mut dyn TrainObserver,
 ) -> Result<TrainSummary, TrainError> {
     let started = Instant::now();
-    let mut trainer = Trainer::setup(cfg, opts, obs)?;
+    let mut trainer = Trainer::setup(cfg, opts, started, obs)?;
     let outcome = trainer.run(obs)?;
     trainer.finish(outcome, started, obs)
 }
@@ -62,6 +64,17 @@ struct Trainer<'a> {
     learner: Learner,
     validator: Validator,
     state: TrainState,
+    /// The epochs to run: the config's, or the time budget's (re-sized after every epoch).
+    schedule: Schedule,
+    /// With a time budget (and not resuming): when training must end.
+    clock: Option<BudgetClock>,
+    /// The time budget's choice, for the summary.
+    budget: Option<BudgetChoice>,
+    /// Seconds and optimizer steps of this invocation's epochs (the budget's step time).
+    timed_steps: (f64, usize),
+    /// Seconds of the last epoch spent outside steps and validation (log, curves,
+    /// checkpoint).
+    epoch_overhead: f64,
     interrupt: Arc<AtomicBool>,
     /// Held until the run ends, so no second process writes the run meanwhile.
     _lock: DirLock,
@@ -72,6 +85,10 @@ struct EpochTraining {
     mean_loss: f64,
     /// Learning rate of the epoch's last step.
     learning_rate: f64,
+    /// Optimizer steps taken (fewer than the schedule's when the budget ran out).
+    iterations: usize,
+    /// Seconds of the steps (data loading included).
+    seconds: f64,
 }
 
 impl<'a> Trainer<'a> {
@@ -81,6 +98,7 @@ impl<'a> Trainer<'a> {
     fn setup(
         cfg: &'a ExperimentConfig,
         opts: &TrainOptions,
+        started: Instant,
         obs: &mut dyn TrainObserver,
     ) -> Result<Self, TrainError> {
         check_settings(&cfg.train)?;
@@ -89,27 +107,69 @@ impl<'a> Trainer<'a> {
         let dataset = Dataset::open(&cfg.dataset_dir())?;
         write_resolved_config(cfg, &run)?;
         let plan = plan_for(cfg, &dataset, &run, obs)?;
-        let network = network_for(cfg, &plan)?;
-        write_network(&network, &run)?;
         let data = FoldData::load(cfg, &dataset, &plan, &run, obs)?;
         let base_device = select_device(&opts.device)?;
+        let labels = ClassLabels::new(&plan.labels);
+        let plan = match (opts.resume, cfg.train.time_budget) {
+            (true, _) => plan,
+            (false, None) => plan_for_budget(None, plan, &run, obs)?,
+            (false, Some(budget)) => {
+                let inputs = BudgetInputs {
+                    cfg,
+                    budget,
+                    data: &data,
+                    device: &base_device,
+                    device_name: &opts.device,
+                    labels: &labels,
+                    started,
+                };
+                plan_for_budget(Some(&inputs), plan, &run, obs)?
+            }
+        };
+        let network = network_for(cfg, &plan)?;
+        write_network(&network, &run)?;
         let mut learner = Learner::new(cfg, &network, plan.num_classes, &base_device)?;
-        let state = if opts.resume {
+        let mut state = if opts.resume {
             learner.resume(&run, &network, obs)?
         } else {
             TrainState::new(cfg.train.seed)
         };
-        let labels = ClassLabels::new(&plan.labels);
+        let budget = plan.time_budget.clone();
+        // A budgeted run resumes the schedule it had; otherwise the config's epochs decide
+        // (so `--resume --set train.epochs=N` extends a run).
+        let schedule = match (opts.resume, &budget, &state.schedule) {
+            (true, Some(_), Some(s)) => *s,
+            (false, Some(b), _) => Schedule {
+                epochs: b.epochs,
+                iterations_per_epoch: b.iterations_per_epoch,
+                validation_interval: b.validation_interval,
+            },
+            _ => Schedule::of(cfg),
+        };
+        state.schedule = Some(schedule);
+        let clock = budget
+            .as_ref()
+            .filter(|_| !opts.resume)
+            .map(|b| BudgetClock::from_choice(b, started, data.val.len()));
+        let mut validator = Validator::new(cfg, &plan, base_device, labels.ids())?;
+        if budget.as_ref().is_some_and(|b| !b.final_tta) {
+            validator.final_without_mirroring();
+        }
         Ok(Self {
             cfg,
             loader: loader_settings(cfg, &plan)?,
-            validator: Validator::new(cfg, &plan, base_device, labels.ids())?,
+            validator,
             run,
             network,
             labels,
             data,
             learner,
             state,
+            schedule,
+            clock,
+            budget,
+            timed_steps: (0.0, 0),
+            epoch_overhead: 0.0,
             interrupt: opts.interrupt.clone(),
             _lock: lock,
         })
@@ -117,20 +177,58 @@ impl<'a> Trainer<'a> {
 
     /// The epochs still to do; each trains, ends (validation, log) and checkpoints.
     fn run(&mut self, obs: &mut dyn TrainObserver) -> Result<TrainOutcome, TrainError> {
-        let epochs = self.cfg.train.epochs;
-        for epoch in (self.state.epochs_done + 1)..=epochs {
+        let mut epoch = self.state.epochs_done + 1;
+        while epoch <= self.schedule.epochs {
             let started = Instant::now();
-            obs.epoch_start(epoch, epochs);
+            obs.epoch_start(epoch, self.schedule.epochs);
             let Some(trained) = self.train_epoch(epoch, obs)? else {
                 self.on_interrupted(epoch, obs)?;
                 return Ok(TrainOutcome::Interrupted { epoch });
             };
-            self.on_epoch_end(epoch, trained, started, obs)?;
+            let steps_seconds = trained.seconds;
+            self.fit_schedule_to_budget(epoch, &trained, obs);
+            let validation_seconds = self.on_epoch_end(epoch, trained, started, obs)?;
             if let Some(stopped) = self.checkpoint(epoch, obs)? {
                 return Ok(stopped);
             }
+            self.epoch_overhead =
+                (started.elapsed().as_secs_f64() - steps_seconds - validation_seconds).max(0.0);
+            epoch += 1;
         }
         Ok(TrainOutcome::Finished)
+    }
+
+    /// With a time budget: the epochs that still fit at the step and validation times this
+    /// run shows (the current epoch is the last when its steps ran out of time).
+    fn fit_schedule_to_budget(
+        &mut self,
+        epoch: usize,
+        trained: &EpochTraining,
+        obs: &mut dyn TrainObserver,
+    ) {
+        let Some(clock) = &self.clock else {
+            return;
+        };
+        self.timed_steps.0 += trained.seconds;
+        self.timed_steps.1 += trained.iterations;
+        let epochs = if trained.iterations < self.schedule.iterations_per_epoch {
+            epoch
+        } else {
+            let (seconds, steps) = self.timed_steps;
+            let step = seconds / steps.max(1) as f64;
+            let epoch_seconds =
+                self.schedule.iterations_per_epoch as f64 * step + self.epoch_overhead;
+            let fit = clock.epochs_that_fit(epoch + 1, epoch_seconds, self.data.val.is_empty());
+            fit.max(epoch)
+        };
+        if epochs != self.schedule.epochs {
+            obs.message(&format!(
+                "time budget: {epochs} epochs fit at this run's speed (planned {})",
+                self.schedule.epochs
+            ));
+            self.schedule.epochs = epochs;
+            self.state.schedule = Some(self.schedule);
+        }
     }
 
     /// One epoch of optimizer steps, or `None` when the interrupt flag stopped it.
@@ -139,9 +237,9 @@ impl<'a> Trainer<'a> {
         epoch: usize,
         obs: &mut dyn TrainObserver,
     ) -> Result<Option<EpochTraining>, TrainError> {
-        let cfg = self.cfg;
-        let t = &cfg.train;
-        let total_iterations = t.epochs * t.iterations_per_epoch;
+        let t = &self.cfg.train;
+        let per_epoch = self.schedule.iterations_per_epoch;
+        let total_iterations = self.schedule.total_iterations();
         let rate = |it| {
             learning_rate(
                 t.schedule,
@@ -153,31 +251,36 @@ impl<'a> Trainer<'a> {
         };
         let first = self.state.iterations_done;
         let mut lr = rate(first);
-        let mut losses = Vec::with_capacity(t.iterations_per_epoch);
-        let (learner, interrupt) = (&mut self.learner, &self.interrupt);
+        let mut losses = Vec::with_capacity(per_epoch);
+        let (learner, interrupt, clock) = (&mut self.learner, &self.interrupt, &self.clock);
+        let started = Instant::now();
         let flow = for_each_batch(
             &self.data.train,
             &self.loader,
             epoch,
-            t.iterations_per_epoch,
+            per_epoch,
             &mut |batch| {
-                if interrupt.load(Ordering::Relaxed) {
+                // The budget stops an epoch only after its first step, so every epoch trains.
+                let out_of_time = !losses.is_empty() && clock.as_ref().is_some_and(|c| c.overdue());
+                if interrupt.load(Ordering::Relaxed) || out_of_time {
                     return Ok(ControlFlow::Break(()));
                 }
                 let iteration = batch.index + 1;
                 lr = rate(first + batch.index);
                 let loss = learner.train_step(batch, lr, epoch)? as f64;
                 losses.push(loss);
-                obs.iteration(iteration, t.iterations_per_epoch, loss, lr);
+                obs.iteration(iteration, per_epoch, loss, lr);
                 Ok(ControlFlow::Continue(()))
             },
         )?;
-        if flow.is_break() {
+        if flow.is_break() && interrupt.load(Ordering::Relaxed) {
             return Ok(None);
         }
         Ok(Some(EpochTraining {
             mean_loss: losses.iter().sum::<f64>() / losses.len().max(1) as f64,
             learning_rate: lr,
+            iterations: losses.len(),
+            seconds: started.elapsed().as_secs_f64(),
         }))
     }
 
@@ -193,15 +296,16 @@ impl<'a> Trainer<'a> {
     }
 
     /// nnU-Net's `on_epoch_end` + `on_validation_epoch_end`: counts the epoch, validates when
-    /// due (keeping the best weights), and appends to the log.
+    /// due (keeping the best weights), and appends to the log. Returns the validation's
+    /// seconds (0 without one).
     fn on_epoch_end(
         &mut self,
         epoch: usize,
         trained: EpochTraining,
         started: Instant,
         obs: &mut dyn TrainObserver,
-    ) -> Result<(), TrainError> {
-        self.state.iterations_done += self.cfg.train.iterations_per_epoch;
+    ) -> Result<f64, TrainError> {
+        self.state.iterations_done += trained.iterations;
         self.state.epochs_done = epoch;
         let mut record = EpochRecord {
             epoch,
@@ -211,8 +315,11 @@ impl<'a> Trainer<'a> {
             val_dice: None,
             val_dice_mean: None,
         };
+        let mut validation_seconds = 0.0;
         if self.validation_due(epoch) {
+            let validation_started = Instant::now();
             let v = self.validate_epoch(epoch, obs)?;
+            validation_seconds = validation_started.elapsed().as_secs_f64();
             record.val_dice = Some(v.dice.iter().map(|(l, d)| (l.to_string(), *d)).collect());
             record.val_dice_mean = Some(v.foreground_mean);
         }
@@ -220,16 +327,16 @@ impl<'a> Trainer<'a> {
         obs.epoch_end(&record);
         self.state.log.push(record);
         write_csv(&self.run.train_log(), &self.state.log, &self.labels)?;
-        write_curves(&self.run.curves(), &self.state.log, &self.labels)
+        write_curves(&self.run.curves(), &self.state.log, &self.labels)?;
+        Ok(validation_seconds)
     }
 
     /// Validation runs every `train.validation_interval` epochs and after the last one, when
     /// the fold has validation cases.
     fn validation_due(&self, epoch: usize) -> bool {
-        let t = &self.cfg.train;
+        let interval = self.schedule.validation_interval;
         !self.data.val.is_empty()
-            && (epoch == t.epochs
-                || (t.validation_interval > 0 && epoch.is_multiple_of(t.validation_interval)))
+            && (epoch == self.schedule.epochs || (interval > 0 && epoch.is_multiple_of(interval)))
     }
 
     /// Scores the current weights; a new best foreground-mean Dice saves `checkpoint_best`.
@@ -239,12 +346,16 @@ impl<'a> Trainer<'a> {
         obs: &mut dyn TrainObserver,
     ) -> Result<Validation, TrainError> {
         let model = self.learner.inference_model();
+        let started = Instant::now();
         let v = self.validator.validate(
             &model,
             &self.data.val,
             ValidationKind::Periodic,
             &mut |d, n| obs.progress("validate", d, n, ""),
         )?;
+        if let Some(clock) = &mut self.clock {
+            clock.note_validation(started.elapsed().as_secs_f64());
+        }
         let s = &mut self.state;
         if s.best_dice.is_none_or(|b| v.foreground_mean > b) {
             s.best_dice = Some(v.foreground_mean);
@@ -265,10 +376,11 @@ impl<'a> Trainer<'a> {
         obs: &mut dyn TrainObserver,
     ) -> Result<Option<TrainOutcome>, TrainError> {
         let t = &self.cfg.train;
+        let last = epoch == self.schedule.epochs;
         let stop_early = t.early_stopping_patience > 0
             && self.state.validations_since_best >= t.early_stopping_patience;
-        if stop_early || epoch == t.epochs || epoch.is_multiple_of(t.checkpoint_interval.max(1)) {
-            self.state.finished = stop_early || epoch == t.epochs;
+        if stop_early || last || epoch.is_multiple_of(t.checkpoint_interval.max(1)) {
+            self.state.finished = stop_early || last;
             self.learner.save_last(&self.run, &self.state)?;
         }
         if !stop_early {
@@ -314,6 +426,8 @@ impl<'a> Trainer<'a> {
             best_epoch: self.state.best_epoch,
             final_validation,
             seconds: started.elapsed().as_secs_f64(),
+            iterations_done: self.state.iterations_done,
+            time_budget: self.budget.clone(),
         };
         write_summary(&self.run.summary(), &summary, &self.labels)?;
         Ok(summary)

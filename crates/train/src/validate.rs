@@ -84,6 +84,12 @@ impl Validator {
         })
     }
 
+    /// The final validation runs without mirroring (a time budget's choice when mirroring
+    /// would cost too much of it).
+    pub fn final_without_mirroring(&mut self) {
+        self.final_window.tta = false;
+    }
+
     /// The inference device the model to validate must live on.
     pub fn device(&self) -> &Device {
         &self.device

@@ -175,3 +175,50 @@ fn non_finite_loss_is_a_typed_error() {
         other => panic!("expected NonFiniteLoss, got {other:?}"),
     }
 }
+
+#[test]
+fn a_budgeted_run_resumes_its_own_schedule_and_an_unbudgeted_one_restores_nnunets_plan() {
+    use medseg_preprocess::plan::Plan;
+    let tmp = tempfile::tempdir().unwrap();
+    tiny_dataset(tmp.path());
+    let cfg = tiny_config(tmp.path(), 1000, &["train.time_budget=\"10s\""]);
+    let run = RunLayout::new(cfg.output_dir());
+    let opts = TrainOptions::default();
+    let mut obs = InterruptAt {
+        flag: opts.interrupt.clone(),
+        epoch: 0,
+        at_epoch: 2,
+        at_iteration: 1,
+    };
+    let s = train(&cfg, &opts, &mut obs).unwrap();
+    assert_eq!(s.outcome, TrainOutcome::Interrupted { epoch: 2 });
+    let choice = Plan::load(&run.plan()).unwrap().time_budget.unwrap();
+    assert_eq!(choice.budget_seconds, 10.0);
+    let state = TrainState::load(&run.last_checkpoint().unwrap().state).unwrap();
+    let schedule = state
+        .schedule
+        .expect("a budgeted state records its schedule");
+    assert!(schedule.epochs < 1000, "{schedule:?}");
+
+    let resumed = TrainOptions {
+        resume: true,
+        ..TrainOptions::default()
+    };
+    let s = train(&cfg, &resumed, &mut Quiet).unwrap();
+    assert_eq!(s.outcome, TrainOutcome::Finished);
+    assert_eq!(
+        s.epochs_done, schedule.epochs,
+        "the budget's schedule, not 1000 epochs"
+    );
+    assert!(s.time_budget.is_some());
+
+    let plain = tiny_config(tmp.path(), 1, &[]);
+    let again = TrainOptions {
+        overwrite: true,
+        ..TrainOptions::default()
+    };
+    let s = train(&plain, &again, &mut Quiet).unwrap();
+    assert_eq!(s.epochs_done, 1);
+    assert!(s.time_budget.is_none());
+    assert!(Plan::load(&run.plan()).unwrap().time_budget.is_none());
+}
