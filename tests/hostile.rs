@@ -3,19 +3,14 @@
 //! the key, never a silent wrong result. Each test is named after what it checks; RELIABILITY.md
 //! lists them as a table.
 
+mod common;
+
+use common::medseg;
 use medseg_volume::dataset::Dataset;
 use medseg_volume::{WriteOptions, read_header, read_volume, write_volume};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::OnceLock;
-
-fn medseg(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_medseg"))
-        .args(args)
-        .env("RAYON_NUM_THREADS", "2")
-        .output()
-        .expect("run medseg")
-}
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()

@@ -1,26 +1,9 @@
 //! End to end through the binary: synth -> train (tiny, with resume) -> predict -> evaluate.
 
+mod common;
+
+use common::{medseg, ok};
 use std::path::Path;
-use std::process::Command;
-
-fn medseg(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_medseg"))
-        .args(args)
-        .env("RAYON_NUM_THREADS", "2")
-        .output()
-        .expect("run medseg")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = medseg(args);
-    assert!(
-        out.status.success(),
-        "medseg {args:?} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn write_config(dir: &Path, name: &str, epochs: usize) -> std::path::PathBuf {
     let text = format!(

@@ -5,10 +5,12 @@
 
 use medseg_volume::{Geometry, Volume, WriteOptions, write_volume};
 use ndarray::Array3;
+use std::ffi::OsStr;
+use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub fn medseg(args: &[String]) -> std::process::Output {
+pub fn medseg<S: AsRef<OsStr> + Debug>(args: &[S]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_medseg"))
         .args(args)
         .env("RAYON_NUM_THREADS", "2")
@@ -16,7 +18,8 @@ pub fn medseg(args: &[String]) -> std::process::Output {
         .expect("run medseg")
 }
 
-pub fn ok(args: &[String]) -> String {
+/// Runs `medseg args`, fails the test with its output unless it succeeds; returns stdout.
+pub fn ok<S: AsRef<OsStr> + Debug>(args: &[S]) -> String {
     let out = medseg(args);
     assert!(
         out.status.success(),

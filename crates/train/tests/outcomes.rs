@@ -67,6 +67,18 @@ struct InterruptAt {
     at_iteration: usize,
 }
 
+impl InterruptAt {
+    /// Interrupts `opts`' run at step `at_iteration` of epoch `at_epoch`.
+    fn new(opts: &TrainOptions, at_epoch: usize, at_iteration: usize) -> Self {
+        Self {
+            flag: opts.interrupt.clone(),
+            epoch: 0,
+            at_epoch,
+            at_iteration,
+        }
+    }
+}
+
 impl TrainObserver for InterruptAt {
     fn message(&mut self, _: &str) {}
     fn progress(&mut self, _: &str, _: usize, _: usize, _: &str) {}
@@ -88,12 +100,7 @@ fn interrupt_saves_last_and_resume_finishes() {
     let cfg = tiny_config(tmp.path(), 3, &[]);
     let run = RunLayout::new(cfg.output_dir());
     let opts = TrainOptions::default();
-    let mut obs = InterruptAt {
-        flag: opts.interrupt.clone(),
-        epoch: 0,
-        at_epoch: 2,
-        at_iteration: 1,
-    };
+    let mut obs = InterruptAt::new(&opts, 2, 1);
     let s = train(&cfg, &opts, &mut obs).unwrap();
     assert_eq!(s.outcome, TrainOutcome::Interrupted { epoch: 2 });
     assert_eq!(s.epochs_done, 1);
@@ -184,12 +191,7 @@ fn a_budgeted_run_resumes_its_own_schedule_and_an_unbudgeted_one_restores_nnunet
     let cfg = tiny_config(tmp.path(), 1000, &["train.time_budget=\"10s\""]);
     let run = RunLayout::new(cfg.output_dir());
     let opts = TrainOptions::default();
-    let mut obs = InterruptAt {
-        flag: opts.interrupt.clone(),
-        epoch: 0,
-        at_epoch: 2,
-        at_iteration: 1,
-    };
+    let mut obs = InterruptAt::new(&opts, 2, 1);
     let s = train(&cfg, &opts, &mut obs).unwrap();
     assert_eq!(s.outcome, TrainOutcome::Interrupted { epoch: 2 });
     let choice = Plan::load(&run.plan()).unwrap().time_budget.unwrap();
