@@ -218,8 +218,16 @@ impl<'a> Trainer<'a> {
             let step = seconds / steps.max(1) as f64;
             let epoch_seconds =
                 self.schedule.iterations_per_epoch as f64 * step + self.epoch_overhead;
-            let fit = clock.epochs_that_fit(epoch + 1, epoch_seconds, self.data.val.is_empty());
-            fit.max(epoch)
+            let fit = clock
+                .epochs_that_fit(epoch + 1, epoch_seconds, self.data.val.is_empty())
+                .max(epoch);
+            // Shrink at once (the budget is a limit); grow only by two or more, so that step
+            // times that jitter around a boundary do not move the schedule every epoch.
+            if fit < self.schedule.epochs || fit >= self.schedule.epochs + 2 {
+                fit
+            } else {
+                self.schedule.epochs
+            }
         };
         if epochs != self.schedule.epochs {
             obs.message(&format!(
