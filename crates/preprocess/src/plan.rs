@@ -468,18 +468,37 @@ fn stage_list(
     }
 }
 
+/// nnU-Net's `determine_fullres_target_spacing`: the median spacing, except on an axis that is
+/// both much coarser than the others (median spacing > `threshold` x the coarsest other) and
+/// much shorter (median cropped extent x `threshold` < the shortest other): that axis gets
+/// the 10th percentile of its spacings, but never finer than the coarsest other axis (which
+/// then takes its place, plus 1e-5, as nnU-Net writes it).
 fn auto_spacing(fp: &DatasetFingerprint, threshold: f64) -> [f64; 3] {
     let mut t = fp.median_spacing;
-    let (lo, hi) = crate::resample::finest_and_coarsest_axis(t);
-    if t[hi] > threshold * t[lo] {
-        let along: Vec<f64> = fp.cases.iter().map(|c| c.spacing[hi]).collect();
+    let worst = (0..3).fold(0, |w, a| if t[a] > t[w] { a } else { w });
+    let others = (0..3).filter(|&a| a != worst);
+    let extents: Vec<f64> = (0..3)
+        .map(|a| {
+            let along: Vec<f64> = fp
+                .cases
+                .iter()
+                .map(|c| c.cropped_shape_kji[2 - a] as f64)
+                .collect();
+            percentile(&along, 50.0).unwrap_or(0.0)
+        })
+        .collect();
+    let other_spacing = others.clone().map(|a| t[a]).fold(0.0, f64::max);
+    let other_extent = others.map(|a| extents[a]).fold(f64::INFINITY, f64::min);
+    let anisotropic_spacing = t[worst] > threshold * other_spacing;
+    let anisotropic_voxels = extents[worst] * threshold < other_extent;
+    if anisotropic_spacing && anisotropic_voxels {
+        let along: Vec<f64> = fp.cases.iter().map(|c| c.spacing[worst]).collect();
         if let Some(p10) = percentile(&along, 10.0) {
-            // nnU-Net: never finer than the finest other axis
-            let other_max = (0..3)
-                .filter(|&a| a != hi)
-                .map(|a| t[a])
-                .fold(0.0, f64::max);
-            t[hi] = p10.max(other_max);
+            t[worst] = if p10 < other_spacing {
+                other_spacing.max(p10) + 1e-5
+            } else {
+                p10
+            };
         }
     }
     t
@@ -737,6 +756,28 @@ mod tests {
             assert_eq!(plan.patch_size[a] % (1 << plan.pools_per_axis[a]), 0);
         }
         assert!(plan.patch_size.iter().product::<usize>() <= 128 * 128 * 128);
+    }
+
+    #[test]
+    fn a_coarse_axis_with_many_voxels_keeps_the_median_spacing() {
+        // nnU-Net needs both: a much coarser axis and much fewer voxels along it.
+        let cases: Vec<_> = [4.0, 5.0, 5.0, 6.0, 3.5]
+            .iter()
+            .map(|&z| case([0.7, 0.7, z], [200, 400, 400], [200, 400, 400]))
+            .collect();
+        let plan = Plan::create(&fingerprint(cases, &["CT"]), &opts()).unwrap();
+        assert_eq!(plan.target_spacing[2], 5.0);
+    }
+
+    #[test]
+    fn the_10th_percentile_never_goes_finer_than_the_coarsest_other_axis() {
+        let cases: Vec<_> = [4.0, 4.0, 4.0, 4.0, 0.3, 0.3]
+            .iter()
+            .map(|&z| case([1.2, 1.2, z], [40, 300, 300], [40, 300, 300]))
+            .collect();
+        let plan = Plan::create(&fingerprint(cases, &["MRI"]), &opts()).unwrap();
+        // p10 = 0.3 < 1.2: nnU-Net takes max(1.2, 0.3) + 1e-5
+        assert_eq!(plan.target_spacing[2], 1.2 + 1e-5);
     }
 
     #[test]
