@@ -11,9 +11,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Train a UNet from an experiment config into a run directory.
+/// Train a UNet into a run directory (from a config, or the template with --dataset).
 ///
-/// Plans the dataset (or reuses RUN/plan.json), preprocesses each case once into RUN/cache,
+/// Without --config, the shipped template (configs/msd-template.toml) is used. The shortest way: `medseg train --dataset DIR -o RUN --time-budget 20m` (the budget picks
+/// the network for this machine and fits the schedule to it). Plans the dataset (or reuses RUN/plan.json), preprocesses each case once into RUN/cache,
 /// trains with background data loading, validates on whole volumes every
 /// `train.validation_interval` epochs (per-class Dice as `medseg evaluate` computes it), and
 /// writes a self-contained run directory: config.toml, plan.json, splits.json, network.json,
