@@ -115,7 +115,7 @@ pub fn plan_budget(
     let budget = inputs.budget.seconds();
     if budget - setup_seconds <= 2.0 * margin_seconds(budget) {
         return Err(TrainError::Config(format!(
-            "train.time_budget = {}: planning and caching took {setup_seconds:.0} s, which leaves no time to time networks and train; give a longer budget (at least {:.0} s here)",
+            "train.time_budget = {}: planning and caching took {setup_seconds:.0} s, which leaves no time to time networks and train; give a longer budget (at least {:.0} s here; the plan and the cache stay in the run directory, so running the same command again skips most of that time)",
             inputs.budget,
             setup_seconds + 2.0 * margin_seconds(budget) + 10.0
         )));
