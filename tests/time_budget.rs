@@ -51,6 +51,7 @@ fn a_budgeted_run_without_config_ends_within_its_budget_and_records_the_choice()
     assert!(wall <= budget + 5.0, "the process took {wall:.1} s");
     let tb = &summary["time_budget"];
     assert_eq!(tb["within_budget"], Value::Bool(true), "{tb}");
+    assert!(tb["chosen"]["step_seconds"].as_f64().unwrap() > 0.0, "{tb}");
     assert!(summary["iterations_done"].as_u64().unwrap() >= 1);
 
     let plan = read_json(&run.join("plan.json"));

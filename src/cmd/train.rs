@@ -321,8 +321,11 @@ pub fn print_summary(s: &TrainSummary) {
             eprintln!("trained {} epochs in {mins:.1} min", s.epochs_done)
         }
     }
-    if let Some(b) = &s.time_budget {
-        let c = &b.candidates[b.chosen];
+    if let Some((b, c)) = s
+        .time_budget
+        .as_ref()
+        .and_then(|b| Some((b, b.chosen_candidate()?)))
+    {
         eprintln!(
             "time budget {}: used {mins:.1} of {:.1} min ({:.0}%): {} iterations of features {:?}, patch {:?}, batch {}",
             b.budget,

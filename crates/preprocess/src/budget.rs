@@ -122,6 +122,14 @@ pub struct BudgetChoice {
     pub without_budget: PlannedShape,
 }
 
+impl BudgetChoice {
+    /// The chosen candidate (`None` only in a hand-edited `plan.json` whose `chosen` is out
+    /// of range).
+    pub fn chosen_candidate(&self) -> Option<&BudgetCandidate> {
+        self.candidates.get(self.chosen)
+    }
+}
+
 impl Plan {
     /// The plan with one budget candidate's widths, patch and batch: nnU-Net's topology rules
     /// re-run with first-stage width `base_features` (capped at the plan's widest stage) and,
