@@ -128,6 +128,8 @@ pub fn run(args: &DemoArgs) -> Result<()> {
     let preds = run_dir.join("predictions");
     let pa = super::predict::PredictArgs {
         models: vec![run_dir.clone()],
+        folds: Vec::new(),
+        checkpoint: super::predict::CheckpointArg::Final,
         input: data.join("imagesTs"),
         output: preds.clone(),
         probabilities: true,

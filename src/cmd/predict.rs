@@ -4,11 +4,20 @@ use super::args::{DeviceArgs, ThreadArgs};
 use super::predict_output::{DoneMarker, Failure, lock_output, write_failures};
 use anyhow::{Context, Result, bail};
 use medseg_infer::{PredictionLayout, Predictor, RunDir, select_device, write_prediction};
+use medseg_nnunet::{CheckpointChoice, ModelFolder, NnUnetPredictor};
 use medseg_volume::{MultiChannel, WriteOptions, read_channels, read_header, write_channels};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Segment NIfTI volumes with trained run directories.
+/// Segment NIfTI volumes with trained run directories or nnU-Net v2 model folders.
+///
+/// --model also takes an nnU-Net v2 model folder (TRAINER__PLANS__CONFIGURATION, as
+/// nnUNetv2_train writes it: plans.json, dataset.json, fold_N/checkpoint_final.pth), recognized
+/// without a flag and run natively with nnU-Net's own preprocessing, sliding window (float16
+/// accumulation, Gaussian weights, mirroring TTA) and export: --folds picks folds (default:
+/// every fold present), --checkpoint best uses checkpoint_best.pth. Supported: PlainConvUNet
+/// and ResidualEncoderUNet (ResEnc presets), 2d and 3d_fullres (and 3d_lowres) configurations;
+/// cascades and region-based models are refused with the reason.
 ///
 /// Several --model runs (folds of one experiment) are ensembled by averaging probabilities.
 /// Applies the run's plan (orientation, crop, resampling, normalization), runs the Gaussian
@@ -28,9 +37,17 @@ use std::path::{Path, PathBuf};
 /// (OUTPUT/.medseg/CASE.done); one predict at a time writes a folder (or one per --shard).
 #[derive(clap::Args, Debug, Clone)]
 pub struct PredictArgs {
-    /// Run directory from `medseg train` (repeat to ensemble folds).
-    #[arg(long = "model", required = true, value_name = "RUN_DIR")]
+    /// Run directory from `medseg train` (repeat to ensemble folds), or one nnU-Net v2 model
+    /// folder.
+    #[arg(long = "model", required = true, value_name = "RUN_DIR|NNUNET_MODEL")]
     pub models: Vec<PathBuf>,
+    /// nnU-Net model folders: the folds to ensemble, e.g. 0,1,2 or all (default: every
+    /// fold_N present).
+    #[arg(long, value_delimiter = ',', value_name = "F,...")]
+    pub folds: Vec<String>,
+    /// nnU-Net model folders: which checkpoint of each fold.
+    #[arg(long, value_enum, default_value_t = CheckpointArg::Final)]
+    pub checkpoint: CheckpointArg,
     /// A NIfTI file, or a folder of them (nnU-Net channel naming: CASE_0000.nii.gz, ...).
     #[arg(long, value_name = "FILE|DIR")]
     pub input: PathBuf,
@@ -62,6 +79,15 @@ pub struct PredictArgs {
     pub device: DeviceArgs,
     #[command(flatten)]
     pub threads: ThreadArgs,
+}
+
+/// `--checkpoint`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointArg {
+    /// fold_N/checkpoint_final.pth
+    Final,
+    /// fold_N/checkpoint_best.pth
+    Best,
 }
 
 /// The channel files of a case in channel order, or why they do not make a case.
@@ -165,9 +191,91 @@ pub struct PredictReport {
     pub failures_file: PathBuf,
 }
 
+/// What runs the cases: medseg runs, or an nnU-Net v2 model folder.
+enum Engine {
+    Medseg(Box<Predictor>),
+    NnUnet(Box<NnUnetPredictor>),
+}
+
+impl Engine {
+    fn channels(&self) -> usize {
+        match self {
+            Engine::Medseg(p) => p.plan.channel_names.len(),
+            Engine::NnUnet(p) => p.num_channels(),
+        }
+    }
+
+    fn num_classes(&self) -> usize {
+        match self {
+            Engine::Medseg(p) => p.num_classes,
+            Engine::NnUnet(p) => p.num_classes(),
+        }
+    }
+
+    /// Labels `[k, j, i]` and, when asked for, probabilities `[classes, k, j, i]`.
+    fn predict(
+        &self,
+        case: &str,
+        images: MultiChannel,
+        probabilities: bool,
+        on_window: &mut dyn FnMut(usize, usize),
+    ) -> Result<(ndarray::Array3<u16>, Option<ndarray::Array4<f32>>)> {
+        match self {
+            Engine::Medseg(p) => {
+                let pred = p.predict(case, images, probabilities, on_window)?;
+                Ok((pred.labels, pred.probabilities))
+            }
+            Engine::NnUnet(p) => {
+                let s = images.geometry.spacing;
+                let out = p.predict(case, images.data.view(), [s[2], s[1], s[0]], on_window)?;
+                Ok((out.segmentation, probabilities.then_some(out.probabilities)))
+            }
+        }
+    }
+}
+
+/// An nnU-Net model folder given as the only --model.
+fn nnunet_engine(args: &PredictArgs) -> Result<Option<Engine>> {
+    let nnunet: Vec<&PathBuf> = args
+        .models
+        .iter()
+        .filter(|m| ModelFolder::looks_like(m))
+        .collect();
+    if nnunet.is_empty() {
+        if !args.folds.is_empty() || args.checkpoint != CheckpointArg::Final {
+            bail!(
+                "--folds and --checkpoint apply to nnU-Net model folders; for medseg runs give one --model per fold"
+            );
+        }
+        return Ok(None);
+    }
+    if args.models.len() > 1 {
+        bail!(
+            "{}: an nnU-Net model folder is given alone (its folds are chosen with --folds), not with other --model folders",
+            nnunet[0].display()
+        );
+    }
+    if args.overlap.is_some() {
+        bail!("--overlap: nnU-Net models run with nnU-Net's own step size 0.5");
+    }
+    let folder = ModelFolder::open(nnunet[0])?;
+    let folds = folder.select_folds(&args.folds)?;
+    eprintln!("{}", folder.describe(&folds));
+    let checkpoint = match args.checkpoint {
+        CheckpointArg::Final => CheckpointChoice::Final,
+        CheckpointArg::Best => CheckpointChoice::Best,
+    };
+    let device = select_device(args.device.device.name())?;
+    let p = NnUnetPredictor::load(folder, folds, checkpoint, !args.no_tta, &device)?;
+    Ok(Some(Engine::NnUnet(Box::new(p))))
+}
+
 /// Opens the runs and builds the predictor (inference settings from the first run, with the
 /// command line's --no-tta and --overlap).
-fn predictor_for(args: &PredictArgs) -> Result<Predictor> {
+fn predictor_for(args: &PredictArgs) -> Result<Engine> {
+    if let Some(engine) = nnunet_engine(args)? {
+        return Ok(engine);
+    }
     let runs: Vec<RunDir> = args
         .models
         .iter()
@@ -181,17 +289,17 @@ fn predictor_for(args: &PredictArgs) -> Result<Predictor> {
     if let Some(o) = args.overlap {
         inference.overlap = o;
     }
-    Ok(Predictor::from_runs(
+    Ok(Engine::Medseg(Box::new(Predictor::from_runs(
         &runs,
         &device,
         Some(&inference),
         None,
-    )?)
+    )?)))
 }
 
 pub fn run_with(args: &PredictArgs) -> Result<PredictReport> {
     let predictor = predictor_for(args)?;
-    let cases = collect_cases(&args.input, predictor.plan.channel_names.len())?;
+    let cases = collect_cases(&args.input, predictor.channels())?;
     let mut list: Vec<(String, CaseFiles)> = cases.into_iter().collect();
     let shard = args.shard.map(|s| (s.index, s.count));
     if let Some((i, n)) = shard {
@@ -257,7 +365,7 @@ fn one_line(e: &anyhow::Error) -> String {
 /// done marker); `None` when `--skip-existing` finds it complete.
 fn predict_case(
     args: &PredictArgs,
-    predictor: &Predictor,
+    predictor: &Engine,
     layout: &PredictionLayout,
     case: &str,
     files: &[PathBuf],
@@ -297,13 +405,14 @@ fn predict_case(
     let reference = read_header(&files[0])?;
     let mut last = std::time::Instant::now();
     let geometry = images.geometry;
-    let pred = predictor.predict(case, images, args.probabilities, &mut |d, n| {
-        if !crate::progress::interactive() && last.elapsed().as_secs() >= 10 {
-            eprintln!("predict {case}: window {d}/{n}");
-            last = std::time::Instant::now();
-        }
-    })?;
-    if let Some(probabilities) = pred.probabilities {
+    let (labels, probabilities) =
+        predictor.predict(case, images, args.probabilities, &mut |d, n| {
+            if !crate::progress::interactive() && last.elapsed().as_secs() >= 10 {
+                eprintln!("predict {case}: window {d}/{n}");
+                last = std::time::Instant::now();
+            }
+        })?;
+    if let Some(probabilities) = probabilities {
         let dir = layout.probabilities_dir();
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let mc = MultiChannel {
@@ -314,7 +423,7 @@ fn predict_case(
         write_channels(&layout.probabilities(case), &mc, &opts)?;
     }
     // The label map last: a label map without its probabilities is never left behind.
-    write_prediction(&out, &pred.labels, &reference, predictor.num_classes)?;
+    write_prediction(&out, &labels, &reference, predictor.num_classes())?;
     DoneMarker::of(layout, &outputs)?.write(layout, case)?;
     if !crate::progress::interactive() {
         eprintln!("predict: {case} -> {}", out.display());
