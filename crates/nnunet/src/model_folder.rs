@@ -184,6 +184,7 @@ fn fold_folders(dir: &Path) -> Result<Vec<String>, NnUnetError> {
 }
 
 /// A model folder's folds loaded and ready to predict.
+#[derive(Debug)]
 pub struct NnUnetPredictor {
     pub folder: ModelFolder,
     pub folds: Vec<String>,

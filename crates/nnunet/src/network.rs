@@ -273,7 +273,10 @@ impl NetworkSpec {
             stages.push(blocks);
             cin = cout;
         }
-        Ok(Encoder::Residual { stem, stages })
+        Ok(Encoder::Residual {
+            stem: Box::new(stem),
+            stages,
+        })
     }
 
     /// `BasicBlockD`: conv1 (conv-norm-act, strided), conv2 (conv-norm), skip = [AvgPool(stride)]
@@ -541,38 +544,33 @@ impl BasicBlock {
 /// (torch's `AvgPoolNd(s, s)`, `ceil_mode=False`).
 fn avg_pool(x: Tensor<5>, s: [usize; 3]) -> Tensor<5> {
     let [b, c, d, h, w] = x.dims();
-    let out = [d / s[0], h / s[1], w / s[2]];
-    let mut y = if out[0] * s[0] != d || out[1] * s[1] != h || out[2] * s[2] != w {
-        x.slice([
-            0..b,
-            0..c,
-            0..out[0] * s[0],
-            0..out[1] * s[1],
-            0..out[2] * s[2],
-        ])
+    let [o0, o1, o2] = [d / s[0], h / s[1], w / s[2]];
+    let mut y = if [o0 * s[0], o1 * s[1], o2 * s[2]] != [d, h, w] {
+        x.slice([0..b, 0..c, 0..o0 * s[0], 0..o1 * s[1], 0..o2 * s[2]])
     } else {
         x
     };
-    let [d, h, w] = [out[0] * s[0], out[1] * s[1], out[2] * s[2]];
+    // one axis at a time: the pooled axis split into (out, s) and averaged over s
     if s[2] > 1 {
+        let rows = b * c * o0 * s[0] * o1 * s[1];
         y = y
-            .reshape([b * c * d * h, out[2], s[2]])
+            .reshape([rows, o2, s[2]])
             .mean_dim(2)
-            .reshape([b, c, d, h, out[2]]);
+            .reshape([b, c, o0 * s[0], o1 * s[1], o2]);
     }
     if s[1] > 1 {
+        let planes = b * c * o0 * s[0];
         y = y
-            .reshape([b * c * d, out[1], s[1], out[2]])
+            .reshape([planes, o1, s[1], o2])
             .mean_dim(2)
-            .reshape([b, c, d, out[1], out[2]]);
+            .reshape([b, c, o0 * s[0], o1, o2]);
     }
     if s[0] > 1 {
         y = y
-            .reshape([b * c, out[0], s[0], out[1] * out[2]])
+            .reshape([b * c, o0, s[0], o1 * o2])
             .mean_dim(2)
-            .reshape([b, c, out[0], out[1], out[2]]);
+            .reshape([b, c, o0, o1, o2]);
     }
-    let _ = (h, w);
     y
 }
 
@@ -580,7 +578,7 @@ fn avg_pool(x: Tensor<5>, s: [usize; 3]) -> Tensor<5> {
 enum Encoder {
     Plain(Vec<Vec<ConvBlock>>),
     Residual {
-        stem: ConvBlock,
+        stem: Box<ConvBlock>,
         stages: Vec<Vec<BasicBlock>>,
     },
 }

@@ -221,7 +221,7 @@ fn predict_tile(
         let inputs: Vec<Tensor<5>> = chunk.iter().map(|d| flip(x.clone(), d)).collect();
         let y = net.forward(Tensor::cat(inputs, 0));
         for (i, d) in chunk.iter().enumerate() {
-            outputs.push(flip(y.clone().slice([i..i + 1]), d));
+            outputs.push(flip(y.clone().narrow(0, i, 1), d));
         }
     }
     let mut sum = outputs.remove(0);

@@ -100,7 +100,6 @@ pub fn preprocess_case(
             .and(&r)
             .for_each(|o, &v| *o = v as f32);
     }
-    let _ = &mut cropped;
     Ok(PreprocessedCase {
         data: out,
         shape_before_cropping,
@@ -194,18 +193,12 @@ fn normalize_channel(
 
 /// Mean and population standard deviation, accumulated in f64.
 fn mean_std(values: impl Iterator<Item = f32>) -> (f64, f64) {
-    let (mut n, mut sum, mut sq) = (0usize, 0f64, 0f64);
     let v: Vec<f64> = values.map(f64::from).collect();
-    for &x in &v {
-        n += 1;
-        sum += x;
-    }
-    if n == 0 {
+    if v.is_empty() {
         return (f64::NAN, f64::NAN);
     }
-    let mean = sum / n as f64;
-    for &x in &v {
-        sq += (x - mean) * (x - mean);
-    }
-    (mean, (sq / n as f64).sqrt())
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
+    (mean, var.sqrt())
 }

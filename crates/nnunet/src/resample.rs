@@ -166,6 +166,8 @@ fn prefilter_axis(y: &mut Array3<f64>, axis: usize) {
     });
 }
 
+// Index loops on purpose: they mirror scipy's C loops line for line.
+#[allow(clippy::needless_range_loop)]
 /// `apply_filter` of scipy/ndimage/src/ni_splines.c for order 3 (pole sqrt(3) - 2), with
 /// `_init_causal_mirror` / `_init_anticausal_mirror`.
 fn prefilter_line(c: &mut [f64]) {

@@ -18,7 +18,17 @@ pub struct WeightMap {
 }
 
 impl WeightMap {
+    /// Keys saved from a DDP-wrapped (`module.`) or `torch.compile`d (`_orig_mod.`) network
+    /// are read without that prefix, as nnU-Net's `load_checkpoint` does.
     pub fn new(path: PathBuf, tensors: HashMap<String, StateTensor>, device: &Device) -> Self {
+        let tensors = tensors
+            .into_iter()
+            .map(|(k, v)| {
+                let k = k.strip_prefix("module.").unwrap_or(&k);
+                let k = k.strip_prefix("_orig_mod.").unwrap_or(k);
+                (k.to_string(), v)
+            })
+            .collect();
         Self {
             path,
             tensors,
