@@ -37,6 +37,8 @@ Step by step:
   medseg train --config configs/demo-3d.toml
   medseg predict --model runs/demo-3d --input data/demo/imagesTs --output preds
   medseg evaluate --pred preds --gt data/demo/labelsTs --output report
+An nnU-Net v2 model, natively:
+  medseg predict --model RESULTS/DatasetX/nnUNetTrainer__nnUNetPlans__3d_fullres --input imagesTs -o preds
 Every command takes --help. Every config key: configs/README.md";
 
 /// The commands, in pipeline order. Each one's help (the one-line summary in `medseg --help`,

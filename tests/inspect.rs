@@ -92,3 +92,37 @@ fn unreadable_file_is_exit_1_with_one_line() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
 }
+
+#[test]
+fn inspect_reads_metaimage_and_nrrd() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/formats");
+    for (file, format) in [
+        ("oblique_int16.mha", "metaimage"),
+        ("oblique_float32.nrrd", "nrrd"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_medseg"))
+            .args(["inspect", "--json"])
+            .arg(dir.join(file))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(d["format"], format, "{file}");
+        assert_eq!(d["shape"], serde_json::json!([7, 6, 5]), "{file}");
+        assert_eq!(d["finite_count"], 210, "{file}");
+        let table = Command::new(env!("CARGO_BIN_EXE_medseg"))
+            .arg("inspect")
+            .arg(dir.join(file))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&table.stdout);
+        assert!(
+            table.status.success() && text.contains(format) && text.contains("spacing"),
+            "{text}"
+        );
+    }
+}

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 /// Evaluate predicted label maps against ground truth (Dice, HD95, NSD, AUC, ...).
 ///
 /// Metrics: Dice, IoU, precision/recall, volumes, HD/HD95/ASSD/MASD/NSD in mm, voxel ROC AUC
-/// and case-level classification. Cases are matched by file name without `.nii`/`.nii.gz`. Conventions (surfaces, HD95,
+/// and case-level classification. Cases are matched by file name without the extension (`.nii`, `.nii.gz`, `.mha`, `.mhd`, `.nrrd`, `.nhdr`). Conventions (surfaces, HD95,
 /// empty masks) are those of MONAI and are listed in the report's `conventions`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct EvaluateArgs {

@@ -3,13 +3,13 @@
 
 use super::args::ConfigArgs;
 use anyhow::Result;
-use medseg_volume::{Header, read_nifti_f64};
+use medseg_volume::{Header, ImageFormat, read_channels, read_nifti_f64};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Show a NIfTI file's header, geometry and statistics, or (with --config) the network a
-/// config describes.
+/// Show an image file's header, geometry and statistics (NIfTI, MetaImage, NRRD), or (with
+/// --config) the network a config describes.
 ///
 /// For a config: per-stage feature-map shapes for the configured patch size, parameter count,
 /// receptive field and an estimate of training memory per batch. medseg reads `[model]`, `[train] patch_size` and `batch_size`, and the
@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 #[derive(clap::Args, Debug, Clone)]
 #[command(group(clap::ArgGroup::new("what").required(true).args(["file", "config"])))]
 pub struct InspectArgs {
-    /// A NIfTI file (.nii, .nii.gz, .hdr).
+    /// An image file: NIfTI (.nii, .nii.gz, .hdr), MetaImage (.mha, .mhd) or NRRD (.nrrd,
+    /// .nhdr).
     #[arg(value_name = "FILE")]
     pub file: Option<PathBuf>,
     #[command(flatten)]
@@ -36,13 +37,12 @@ pub fn run(args: &InspectArgs) -> Result<()> {
     }
 }
 
-/// Header, geometry and statistics of one NIfTI file as a JSON value (the `--json` output).
-fn describe(path: &Path) -> Result<serde_json::Value> {
-    // The error already names the file.
-    let (h, data) = read_nifti_f64(path)?;
+/// Intensity statistics of finite values (min, max, mean, std, counts) and, for integer
+/// images with at most 256 distinct values, the count of each value.
+fn intensity_stats(data: &[f64]) -> serde_json::Map<String, serde_json::Value> {
     let (mut min, mut max, mut sum, mut n, mut nan) =
         (f64::INFINITY, f64::NEG_INFINITY, 0.0f64, 0u64, 0u64);
-    for &v in data.iter() {
+    for &v in data {
         if v.is_finite() {
             min = min.min(v);
             max = max.max(v);
@@ -53,12 +53,11 @@ fn describe(path: &Path) -> Result<serde_json::Value> {
         }
     }
     let mean = if n > 0 { sum / n as f64 } else { f64::NAN };
-    let mut var = 0.0;
-    for &v in data.iter() {
-        if v.is_finite() {
-            var += (v - mean) * (v - mean);
-        }
-    }
+    let var: f64 = data
+        .iter()
+        .filter(|v| v.is_finite())
+        .map(|&v| (v - mean) * (v - mean))
+        .sum();
     let std = if n > 0 {
         (var / n as f64).sqrt()
     } else {
@@ -68,22 +67,77 @@ fn describe(path: &Path) -> Result<serde_json::Value> {
     let integer_valued = n > 0 && data.iter().all(|v| !v.is_finite() || v.fract() == 0.0);
     let labels = if integer_valued && (max - min) <= 65535.0 {
         let mut counts: BTreeMap<i64, u64> = BTreeMap::new();
-        for &v in data.iter() {
+        for &v in data {
             if v.is_finite() {
                 *counts.entry(v as i64).or_default() += 1;
             }
         }
-        if counts.len() <= 256 {
-            Some(counts)
-        } else {
-            None
-        }
+        (counts.len() <= 256).then_some(counts)
     } else {
         None
     };
+    let mut m = serde_json::Map::new();
+    m.insert("min".into(), finite_or_null(min));
+    m.insert("max".into(), finite_or_null(max));
+    m.insert("mean".into(), finite_or_null(mean));
+    m.insert("std".into(), finite_or_null(std));
+    m.insert("finite_count".into(), json!(n));
+    m.insert("nan_count".into(), json!(nan));
+    m.insert(
+        "labels".into(),
+        json!(labels.map(|c| {
+            c.into_iter()
+                .map(|(k, v)| (k.to_string(), json!(v)))
+                .collect::<serde_json::Map<_, _>>()
+        })),
+    );
+    m
+}
+
+/// Geometry and statistics of a MetaImage, NRRD or natural (PNG/TIFF/BMP) image (the
+/// `--json` output).
+fn describe_other(path: &Path, format: ImageFormat) -> Result<serde_json::Value> {
+    let v = read_channels(&[path.to_path_buf()])?;
+    let values: Vec<f64> = v.data.iter().map(|&x| f64::from(x)).collect();
+    let g = v.geometry;
+    let name = match format {
+        ImageFormat::MetaImage => "metaimage",
+        ImageFormat::Nrrd => "nrrd",
+        ImageFormat::Natural => "natural image",
+        ImageFormat::Nifti => "nifti",
+    };
+    let mut d = json!({
+        "file": path.display().to_string(),
+        "format": name,
+        "channels": v.num_channels(),
+        "shape": v.shape_ijk(),
+        "spacing": g.spacing,
+        "units": "mm",
+        "orientation": g.orientation_code(),
+        "origin": g.origin,
+        "direction": g.direction,
+        "affine": g.affine(),
+    });
+    if let Some(obj) = d.as_object_mut() {
+        obj.extend(intensity_stats(&values));
+    }
+    Ok(d)
+}
+
+/// Header, geometry and statistics of one image file as a JSON value (the `--json` output).
+fn describe(path: &Path) -> Result<serde_json::Value> {
+    if let Some(f @ (ImageFormat::MetaImage | ImageFormat::Nrrd | ImageFormat::Natural)) =
+        ImageFormat::of(path)
+    {
+        return describe_other(path, f);
+    }
+    // The error already names the file.
+    let (h, data) = read_nifti_f64(path)?;
+    let values: Vec<f64> = data.iter().copied().collect();
+    let stats = intensity_stats(&values);
     let g = h.geometry();
     let spatial = h.shape().len().min(3);
-    Ok(json!({
+    let mut d = json!({
         "file": path.display().to_string(),
         "format": match h.format { medseg_volume::NiftiFormat::Nifti1 => "nifti1", medseg_volume::NiftiFormat::Nifti2 => "nifti2" },
         "byte_order": if h.big_endian { "big" } else { "little" },
@@ -98,15 +152,12 @@ fn describe(path: &Path) -> Result<serde_json::Value> {
         "origin": g.origin,
         "scl_slope": h.scl_slope,
         "scl_inter": h.scl_inter,
-        "min": finite_or_null(min),
-        "max": finite_or_null(max),
-        "mean": finite_or_null(mean),
-        "std": finite_or_null(std),
-        "finite_count": n,
-        "nan_count": nan,
-        "labels": labels.map(|c| c.into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>()),
         "description": h.description(),
-    }))
+    });
+    if let Some(obj) = d.as_object_mut() {
+        obj.extend(stats);
+    }
+    Ok(d)
 }
 
 fn run_file(path: &Path, as_json: bool) -> Result<()> {
@@ -120,25 +171,38 @@ fn run_file(path: &Path, as_json: bool) -> Result<()> {
 }
 
 fn print_table(d: &serde_json::Value, path: &Path) {
-    let h: Option<Header> = medseg_volume::read_header(path).ok();
-    println!("file         {}", path.display());
-    println!(
-        "format       {} ({}-endian)",
-        d["format"].as_str().unwrap_or(""),
-        d["byte_order"].as_str().unwrap_or("")
+    let nifti = !matches!(
+        ImageFormat::of(path),
+        Some(ImageFormat::MetaImage | ImageFormat::Nrrd | ImageFormat::Natural)
     );
+    let h: Option<Header> = nifti
+        .then(|| medseg_volume::read_header(path).ok())
+        .flatten();
+    println!("file         {}", path.display());
+    match d["byte_order"].as_str() {
+        Some(order) => println!(
+            "format       {} ({order}-endian)",
+            d["format"].as_str().unwrap_or("")
+        ),
+        None => println!("format       {}", d["format"].as_str().unwrap_or("")),
+    }
     println!("shape        {}", d["shape"]);
-    println!("datatype     {}", d["datatype"].as_str().unwrap_or(""));
+    if let Some(t) = d["datatype"].as_str() {
+        println!("datatype     {t}");
+    }
     println!(
         "spacing      {} {}",
         d["spacing"],
         d["units"].as_str().unwrap_or("")
     );
     println!("orientation  {}", d["orientation"].as_str().unwrap_or(""));
-    println!(
-        "codes        qform {} sform {}",
-        d["qform_code"], d["sform_code"]
-    );
+    println!("origin       {}", d["origin"]);
+    if h.is_some() {
+        println!(
+            "codes        qform {} sform {}",
+            d["qform_code"], d["sform_code"]
+        );
+    }
     if let Some(h) = h {
         println!("affine");
         for row in h.affine() {

@@ -1,15 +1,18 @@
-//! `medseg predict`: segment NIfTI volumes with one or more trained runs.
+//! `medseg predict`: segment volumes with trained runs or an nnU-Net v2 model folder.
 
 use super::args::{DeviceArgs, ThreadArgs};
 use super::predict_output::{DoneMarker, Failure, lock_output, write_failures};
 use anyhow::{Context, Result, bail};
 use medseg_infer::{PredictionLayout, Predictor, RunDir, select_device, write_prediction};
 use medseg_nnunet::{CheckpointChoice, ModelFolder, NnUnetPredictor};
-use medseg_volume::{MultiChannel, WriteOptions, read_channels, read_header, write_channels};
+use medseg_volume::{
+    ImageFormat, MultiChannel, Volume, WriteOptions, read_channels, read_header, write_channels,
+    write_image,
+};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Segment NIfTI volumes with trained run directories or nnU-Net v2 model folders.
+/// Segment volumes (NIfTI, MetaImage, NRRD) with trained runs or an nnU-Net v2 model folder.
 ///
 /// --model also takes an nnU-Net v2 model folder (TRAINER__PLANS__CONFIGURATION, as
 /// nnUNetv2_train writes it: plans.json, dataset.json, fold_N/checkpoint_final.pth), recognized
@@ -48,7 +51,9 @@ pub struct PredictArgs {
     /// nnU-Net model folders: which checkpoint of each fold.
     #[arg(long, value_enum, default_value_t = CheckpointArg::Final)]
     pub checkpoint: CheckpointArg,
-    /// A NIfTI file, or a folder of them (nnU-Net channel naming: CASE_0000.nii.gz, ...).
+    /// An image file, or a folder of them (nnU-Net channel naming: CASE_0000.nii.gz, ...):
+    /// NIfTI, MetaImage (.mha/.mhd) or NRRD (.nrrd/.nhdr); each label map is written in its
+    /// input's format. DICOM series are not read yet.
     #[arg(long, value_name = "FILE|DIR")]
     pub input: PathBuf,
     /// Output folder (created) for CASE.nii.gz. Inputs are never written.
@@ -112,7 +117,17 @@ pub fn collect_cases(input: &Path, channels: usize) -> Result<BTreeMap<String, C
                 .file_name()
                 .map(|n| n.to_string_lossy().to_string())
                 .unwrap_or_default();
-            if !(n.ends_with(".nii") || n.ends_with(".nii.gz")) || n.starts_with('.') {
+            let readable = matches!(
+                ImageFormat::of(&p),
+                Some(
+                    ImageFormat::Nifti
+                        | ImageFormat::MetaImage
+                        | ImageFormat::Nrrd
+                        | ImageFormat::Natural
+                )
+            );
+            let raw_part = n.ends_with(".img") || n.ends_with(".img.gz");
+            if !readable || raw_part || n.ends_with(".hdr") || n.starts_with('.') {
                 continue;
             }
             let (case, ch) = split_channel(&strip(&p));
@@ -144,7 +159,10 @@ pub fn collect_cases(input: &Path, channels: usize) -> Result<BTreeMap<String, C
         out.insert(case, Ok(files));
     }
     if out.is_empty() {
-        bail!("{}: no NIfTI files (.nii, .nii.gz) found", input.display());
+        bail!(
+            "{}: no image files (.nii, .nii.gz, .mha, .mhd, .nrrd, .nhdr) found",
+            input.display()
+        );
     }
     Ok(out)
 }
@@ -370,7 +388,14 @@ fn predict_case(
     case: &str,
     files: &[PathBuf],
 ) -> Result<Option<PathBuf>> {
-    let out = layout.labels(case);
+    // the label map in the input's format (NIfTI keeps the input's header exactly)
+    let format = ImageFormat::of(&files[0]).unwrap_or(ImageFormat::Nifti);
+    let out = match format {
+        ImageFormat::Nifti => layout.labels(case),
+        other => layout
+            .labels(case)
+            .with_file_name(format!("{case}{}", other.extension())),
+    };
     let mut outputs = Vec::new();
     if args.probabilities {
         outputs.push(layout.probabilities(case));
@@ -402,7 +427,10 @@ fn predict_case(
     if let Some(w) = medseg_preprocess::non_finite_warning(case, files, &non_finite) {
         eprintln!("{w}");
     }
-    let reference = read_header(&files[0])?;
+    let reference = match format {
+        ImageFormat::Nifti => Some(read_header(&files[0])?),
+        _ => None,
+    };
     let mut last = std::time::Instant::now();
     let geometry = images.geometry;
     let (labels, probabilities) =
@@ -419,11 +447,20 @@ fn predict_case(
             data: probabilities,
             geometry,
         };
-        let opts = WriteOptions::with_reference(reference.clone());
+        let opts = reference
+            .clone()
+            .map(WriteOptions::with_reference)
+            .unwrap_or_default();
         write_channels(&layout.probabilities(case), &mc, &opts)?;
     }
     // The label map last: a label map without its probabilities is never left behind.
-    write_prediction(&out, &labels, &reference, predictor.num_classes())?;
+    match &reference {
+        Some(header) => write_prediction(&out, &labels, header, predictor.num_classes())?,
+        None if predictor.num_classes() <= 256 => {
+            write_image(&out, &Volume::new(labels.mapv(|l| l as u8), geometry))?
+        }
+        None => write_image(&out, &Volume::new(labels, geometry))?,
+    }
     DoneMarker::of(layout, &outputs)?.write(layout, case)?;
     if !crate::progress::interactive() {
         eprintln!("predict: {case} -> {}", out.display());

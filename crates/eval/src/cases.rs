@@ -63,16 +63,20 @@ pub struct Evaluation {
     pub with_probabilities: bool,
 }
 
-/// The case name of a NIfTI file (`.nii.gz` or `.nii` stripped), or `None` for other files.
+/// The case name of an image file (`.nii.gz`, `.nii`, `.mha`, `.mhd`, `.nrrd`, `.nhdr`
+/// stripped), or `None` for other files.
 pub fn case_name(path: &Path) -> Option<String> {
     let name = path.file_name()?.to_str()?;
     if name.starts_with('.') {
         return None;
     }
-    name.strip_suffix(".nii.gz")
-        .or_else(|| name.strip_suffix(".nii"))
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
+    [
+        ".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr", ".png", ".tif", ".tiff", ".bmp",
+    ]
+    .iter()
+    .find_map(|ext| name.strip_suffix(ext))
+    .filter(|s| !s.is_empty())
+    .map(str::to_string)
 }
 
 /// NIfTI files of a folder by case name.
@@ -125,7 +129,12 @@ pub fn find_cases(pred: &Path, gt: &Path, prob: Option<&Path>) -> Result<CaseLis
                 "is a folder but --gt is a file; pass two files or two folders",
             ));
         }
-        let name = case_name(gt).ok_or_else(|| input(gt, "is not a .nii or .nii.gz file"))?;
+        let name = case_name(gt).ok_or_else(|| {
+            input(
+                gt,
+                "is not an image file (.nii, .nii.gz, .mha, .mhd, .nrrd, .nhdr)",
+            )
+        })?;
         let prob_file = match prob {
             Some(p) if p.is_file() => Some(p.to_path_buf()),
             Some(p) => list_dir(p)?.remove(&name),
@@ -150,7 +159,10 @@ pub fn find_cases(pred: &Path, gt: &Path, prob: Option<&Path>) -> Result<CaseLis
     }
     let gts = list_dir(gt)?;
     if gts.is_empty() {
-        return Err(input(gt, "holds no .nii or .nii.gz files"));
+        return Err(input(
+            gt,
+            "holds no image files (.nii, .nii.gz, .mha, .mhd, .nrrd, .nhdr)",
+        ));
     }
     let mut preds = list_dir(pred)?;
     let mut probs = match prob {
@@ -199,6 +211,13 @@ fn layout_err(path: &Path, what: &'static str, source: ndarray::ShapeError) -> E
 
 /// Reads a label map with its header spacing.
 pub fn read_label_map(path: &Path) -> Result<Volume<u16>, EvalError> {
+    use medseg_volume::ImageFormat;
+    if matches!(
+        ImageFormat::of(path),
+        Some(ImageFormat::MetaImage | ImageFormat::Nrrd | ImageFormat::Natural)
+    ) {
+        return Ok(medseg_volume::read_labels(path)?);
+    }
     let img = read_nifti(path)?;
     let geometry = header_geometry(&img);
     let [ni, nj, nk] = img.header.spatial_shape();

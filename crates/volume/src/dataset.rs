@@ -307,7 +307,10 @@ pub fn strip_nifti_ext(p: &Path) -> String {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    for ext in [".nii.gz", ".nii", ".hdr", ".img", ".png"] {
+    for ext in [
+        ".nii.gz", ".nii", ".hdr", ".img", ".png", ".tif", ".tiff", ".bmp", ".mha", ".mhd",
+        ".nrrd", ".nhdr",
+    ] {
         if let Some(s) = n.strip_suffix(ext) {
             return s.to_string();
         }

@@ -7,6 +7,10 @@
 //!   nibabel's rules for scaling and the affine, and writing ([`write_volume`],
 //!   [`write_channels`]) that preserves a reference header's geometry exactly. Bad files give a
 //!   [`VolumeError`] that names the file; nothing panics on user input.
+//! * MetaImage (`.mha`, `.mhd`) and NRRD (`.nrrd`, `.nhdr`) reading and writing
+//!   ([`read_metaimage`], [`write_metaimage`], [`read_nrrd`], [`write_nrrd`]) with their LPS /
+//!   `space` conventions converted to RAS; [`ImageFormat`] tells the format from a file name and
+//!   [`read_image`] reads any of them.
 //! * PNG slices ([`png`]), the MSD / nnU-Net dataset layout ([`dataset`]) and deterministic
 //!   synthetic phantoms ([`synth`]).
 
@@ -15,21 +19,31 @@
 
 pub mod dataset;
 mod error;
+mod format;
 mod geometry;
 mod header;
+mod metaimage;
+mod natural;
 mod nifti_io;
+mod nrrd;
 pub mod png;
+mod raw;
 pub mod synth;
 mod volume;
 mod warn;
 
 pub use error::{BoxedError, VolumeError};
+pub use format::{ImageFormat, read_image, write_image};
 pub use geometry::{Geometry, SINGULAR_RATIO, det3, invert3};
 pub use header::{DataType, Header, NiftiFormat};
+pub use metaimage::{read_metaimage, write_metaimage};
+pub use natural::{read_natural, read_natural_volume, write_png};
 pub use nifti_io::{
     NiftiImage, NiftiScalar, WriteOptions, read_channels, read_header, read_labels, read_nifti,
     read_nifti_f64, read_volume, write_channels, write_volume,
 };
+pub use nrrd::{read_nrrd, write_nrrd};
+pub use raw::{RawElement, RawScalar};
 pub use volume::{MultiChannel, Volume};
 pub use warn::warn_once;
 

@@ -123,7 +123,7 @@ fn into_volume(path: &Path, img: NiftiImage) -> Result<Volume<f32>, VolumeError>
 /// Reads an integer label map. Values must be whole numbers in `0..=65535`; anything else is an
 /// error naming the first offending value (a probability map passed as labels, say).
 pub fn read_labels(path: &Path) -> Result<Volume<u16>, VolumeError> {
-    let v = read_volume(path)?;
+    let v = crate::read_image(path)?;
     if let Some(bad) = v
         .data
         .iter()
@@ -149,6 +149,19 @@ pub fn read_channels(paths: &[PathBuf]) -> Result<MultiChannel, VolumeError> {
             "no image files given",
         ));
     };
+    if paths.len() == 1 && crate::ImageFormat::of(first) == Some(crate::ImageFormat::Natural) {
+        // one file holds every colour channel (nnU-Net's NaturalImage2DIO)
+        return crate::read_natural(first);
+    }
+    let other_format = matches!(
+        crate::ImageFormat::of(first),
+        Some(crate::ImageFormat::MetaImage | crate::ImageFormat::Nrrd)
+    );
+    if paths.len() == 1 && other_format {
+        let v = crate::read_image(first)?;
+        return MultiChannel::stack(&[v])
+            .ok_or_else(|| VolumeError::format(first, "cannot stack channels"));
+    }
     if paths.len() == 1 {
         let img = read_nifti(first)?;
         let shape = img.header.shape();
@@ -163,7 +176,7 @@ pub fn read_channels(paths: &[PathBuf]) -> Result<MultiChannel, VolumeError> {
     }
     let mut vols = Vec::with_capacity(paths.len());
     for p in paths {
-        let v = read_volume(p)?;
+        let v = crate::read_image(p)?;
         if let Some(v0) = vols.first() {
             let v0: &Volume<f32> = v0;
             if v0.shape_ijk() != v.shape_ijk() {
