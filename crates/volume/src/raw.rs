@@ -142,7 +142,7 @@ pub trait RawScalar: Copy + Send + Sync + 'static {
     fn to_f64(self) -> f64;
 }
 
-/// The public face of [`Element`] for writers (what [`RawScalar`] types map to).
+/// The element types medseg writes (what [`RawScalar`] types map to).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RawElement {
     U8,
