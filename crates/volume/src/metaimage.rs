@@ -3,7 +3,8 @@
 //! `TransformMatrix` lists each voxel axis' direction in turn (row `a` = the direction of axis
 //! `a`), `Offset` is the world position of voxel (0, 0, 0). `CompressedData = True` is zlib.
 
-use crate::raw::{self, Codec, Element, RawScalar};
+use crate::DataType;
+use crate::raw::{self, Codec, RawScalar};
 use crate::{Geometry, Volume, VolumeError, write_atomically};
 use ndarray::Array3;
 use std::collections::HashMap;
@@ -260,19 +261,19 @@ fn parse_list<T: std::str::FromStr>(
     Ok(items)
 }
 
-fn element_type(path: &Path, v: Option<&str>) -> Result<Element, VolumeError> {
+fn element_type(path: &Path, v: Option<&str>) -> Result<DataType, VolumeError> {
     let v = v.ok_or_else(|| VolumeError::format(path, "no ElementType in the header"))?;
     Ok(match v.trim() {
-        "MET_CHAR" => Element::I8,
-        "MET_UCHAR" => Element::U8,
-        "MET_SHORT" => Element::I16,
-        "MET_USHORT" => Element::U16,
-        "MET_INT" | "MET_LONG" => Element::I32,
-        "MET_UINT" | "MET_ULONG" => Element::U32,
-        "MET_LONG_LONG" => Element::I64,
-        "MET_ULONG_LONG" => Element::U64,
-        "MET_FLOAT" => Element::F32,
-        "MET_DOUBLE" => Element::F64,
+        "MET_CHAR" => DataType::I8,
+        "MET_UCHAR" => DataType::U8,
+        "MET_SHORT" => DataType::I16,
+        "MET_USHORT" => DataType::U16,
+        "MET_INT" | "MET_LONG" => DataType::I32,
+        "MET_UINT" | "MET_ULONG" => DataType::U32,
+        "MET_LONG_LONG" => DataType::I64,
+        "MET_ULONG_LONG" => DataType::U64,
+        "MET_FLOAT" => DataType::F32,
+        "MET_DOUBLE" => DataType::F64,
         other => {
             return Err(VolumeError::unsupported(
                 path,
@@ -284,18 +285,18 @@ fn element_type(path: &Path, v: Option<&str>) -> Result<Element, VolumeError> {
     })
 }
 
-fn met_name(e: Element) -> &'static str {
+fn met_name(e: DataType) -> &'static str {
     match e {
-        Element::I8 => "MET_CHAR",
-        Element::U8 => "MET_UCHAR",
-        Element::I16 => "MET_SHORT",
-        Element::U16 => "MET_USHORT",
-        Element::I32 => "MET_INT",
-        Element::U32 => "MET_UINT",
-        Element::I64 => "MET_LONG_LONG",
-        Element::U64 => "MET_ULONG_LONG",
-        Element::F32 => "MET_FLOAT",
-        Element::F64 => "MET_DOUBLE",
+        DataType::I8 => "MET_CHAR",
+        DataType::U8 => "MET_UCHAR",
+        DataType::I16 => "MET_SHORT",
+        DataType::U16 => "MET_USHORT",
+        DataType::I32 => "MET_INT",
+        DataType::U32 => "MET_UINT",
+        DataType::I64 => "MET_LONG_LONG",
+        DataType::U64 => "MET_ULONG_LONG",
+        DataType::F32 => "MET_FLOAT",
+        DataType::F64 => "MET_DOUBLE",
     }
 }
 

@@ -4,7 +4,8 @@
 //! step in world mm (spacing = its length), `space origin` the centre of voxel (0, 0, 0); all
 //! converted to medseg's RAS. Data are stored with the first axis fastest (i, then j, then k).
 
-use crate::raw::{self, Codec, Element, RawScalar};
+use crate::DataType;
+use crate::raw::{self, Codec, RawScalar};
 use crate::{Geometry, Volume, VolumeError, write_atomically};
 use ndarray::Array3;
 use std::collections::HashMap;
@@ -188,29 +189,29 @@ fn numbers<T: std::str::FromStr>(
         .collect()
 }
 
-fn element_type(path: &Path, v: Option<&str>) -> Result<Element, VolumeError> {
+fn element_type(path: &Path, v: Option<&str>) -> Result<DataType, VolumeError> {
     let v = v.ok_or_else(|| VolumeError::format(path, "no type field"))?;
     Ok(match v.trim() {
-        "signed char" | "int8" | "int8_t" => Element::I8,
-        "uchar" | "unsigned char" | "uint8" | "uint8_t" => Element::U8,
+        "signed char" | "int8" | "int8_t" => DataType::I8,
+        "uchar" | "unsigned char" | "uint8" | "uint8_t" => DataType::U8,
         "short" | "short int" | "signed short" | "signed short int" | "int16" | "int16_t" => {
-            Element::I16
+            DataType::I16
         }
-        "ushort" | "unsigned short" | "unsigned short int" | "uint16" | "uint16_t" => Element::U16,
-        "int" | "signed int" | "int32" | "int32_t" => Element::I32,
-        "uint" | "unsigned int" | "uint32" | "uint32_t" => Element::U32,
+        "ushort" | "unsigned short" | "unsigned short int" | "uint16" | "uint16_t" => DataType::U16,
+        "int" | "signed int" | "int32" | "int32_t" => DataType::I32,
+        "uint" | "unsigned int" | "uint32" | "uint32_t" => DataType::U32,
         "longlong"
         | "long long"
         | "long long int"
         | "signed long long"
         | "signed long long int"
         | "int64"
-        | "int64_t" => Element::I64,
+        | "int64_t" => DataType::I64,
         "ulonglong" | "unsigned long long" | "unsigned long long int" | "uint64" | "uint64_t" => {
-            Element::U64
+            DataType::U64
         }
-        "float" => Element::F32,
-        "double" => Element::F64,
+        "float" => DataType::F32,
+        "double" => DataType::F64,
         other => {
             return Err(VolumeError::unsupported(
                 path,
@@ -220,18 +221,18 @@ fn element_type(path: &Path, v: Option<&str>) -> Result<Element, VolumeError> {
     })
 }
 
-fn type_name(e: Element) -> &'static str {
+fn type_name(e: DataType) -> &'static str {
     match e {
-        Element::I8 => "int8",
-        Element::U8 => "uint8",
-        Element::I16 => "int16",
-        Element::U16 => "uint16",
-        Element::I32 => "int32",
-        Element::U32 => "uint32",
-        Element::I64 => "int64",
-        Element::U64 => "uint64",
-        Element::F32 => "float",
-        Element::F64 => "double",
+        DataType::I8 => "int8",
+        DataType::U8 => "uint8",
+        DataType::I16 => "int16",
+        DataType::U16 => "uint16",
+        DataType::I32 => "int32",
+        DataType::U32 => "uint32",
+        DataType::I64 => "int64",
+        DataType::U64 => "uint64",
+        DataType::F32 => "float",
+        DataType::F64 => "double",
     }
 }
 

@@ -2,45 +2,19 @@
 //! order, decompression with a size cap, and the checks that keep a hostile header from
 //! allocating more than the file can hold.
 
-use crate::VolumeError;
+use crate::{DataType, VolumeError};
 use std::io::Read;
 use std::path::Path;
 
 /// Largest voxel buffer medseg will allocate (64 GiB), as for NIfTI.
 const MAX_DATA_BYTES: u64 = 64 << 30;
 
-/// A scalar element type of a raw voxel buffer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Element {
-    I8,
-    U8,
-    I16,
-    U16,
-    I32,
-    U32,
-    I64,
-    U64,
-    F32,
-    F64,
-}
-
-impl Element {
-    pub(crate) fn size(self) -> usize {
-        match self {
-            Element::I8 | Element::U8 => 1,
-            Element::I16 | Element::U16 => 2,
-            Element::I32 | Element::U32 | Element::F32 => 4,
-            Element::I64 | Element::U64 | Element::F64 => 8,
-        }
-    }
-}
-
 /// Byte count of `dims` elements of `element`, refused before any allocation when it
 /// overflows or exceeds the cap.
 pub(crate) fn byte_count(
     path: &Path,
     dims: &[usize],
-    element: Element,
+    element: DataType,
 ) -> Result<usize, VolumeError> {
     let n = dims
         .iter()
@@ -104,7 +78,7 @@ pub(crate) enum Codec {
 }
 
 /// Decodes `bytes` (elements of `element`, `big_endian` or not) into f32 values.
-pub(crate) fn decode_f32(bytes: &[u8], element: Element, big_endian: bool) -> Vec<f32> {
+pub(crate) fn decode_f32(bytes: &[u8], element: DataType, big_endian: bool) -> Vec<f32> {
     let n = element.size();
     macro_rules! each {
         ($t:ty) => {
@@ -122,20 +96,20 @@ pub(crate) fn decode_f32(bytes: &[u8], element: Element, big_endian: bool) -> Ve
         };
     }
     match element {
-        Element::I8 => bytes.iter().map(|&b| b as i8 as f32).collect(),
-        Element::U8 => bytes.iter().map(|&b| b as f32).collect(),
-        Element::I16 => each!(i16),
-        Element::U16 => each!(u16),
-        Element::I32 => each!(i32),
-        Element::U32 => each!(u32),
-        Element::I64 => each!(i64),
-        Element::U64 => each!(u64),
-        Element::F32 => each!(f32),
-        Element::F64 => each!(f64),
+        DataType::I8 => bytes.iter().map(|&b| b as i8 as f32).collect(),
+        DataType::U8 => bytes.iter().map(|&b| b as f32).collect(),
+        DataType::I16 => each!(i16),
+        DataType::U16 => each!(u16),
+        DataType::I32 => each!(i32),
+        DataType::U32 => each!(u32),
+        DataType::I64 => each!(i64),
+        DataType::U64 => each!(u64),
+        DataType::F32 => each!(f32),
+        DataType::F64 => each!(f64),
     }
 }
 
-/// Element types medseg writes.
+/// DataType types medseg writes.
 pub trait RawScalar: Copy + Send + Sync + 'static {
     const ELEMENT: RawElement;
     fn put_le(self, out: &mut Vec<u8>);
@@ -152,12 +126,12 @@ pub enum RawElement {
 }
 
 impl RawElement {
-    pub(crate) fn element(self) -> Element {
+    pub(crate) fn element(self) -> DataType {
         match self {
-            RawElement::U8 => Element::U8,
-            RawElement::I16 => Element::I16,
-            RawElement::U16 => Element::U16,
-            RawElement::F32 => Element::F32,
+            RawElement::U8 => DataType::U8,
+            RawElement::I16 => DataType::I16,
+            RawElement::U16 => DataType::U16,
+            RawElement::F32 => DataType::F32,
         }
     }
 }
