@@ -53,6 +53,7 @@ enum Command {
     Evaluate(cmd::evaluate::EvaluateArgs),
     Demo(cmd::demo::DemoArgs),
     Bench(cmd::bench::BenchArgs),
+    Devices(cmd::devices::DevicesArgs),
 }
 
 /// `MEDSEG_CONV=burn` runs burn's own ops instead of medseg's CPU kernels (for comparison and
@@ -90,8 +91,26 @@ fn error_line(e: &anyhow::Error) -> String {
     line
 }
 
+/// wgpu probes OpenGL (after Vulkan, on a machine whose only Vulkan adapter is a CPU one) and
+/// that probe asks libwayland for a display; on a headless machine without `XDG_RUNTIME_DIR`
+/// libwayland prints an "error: XDG_RUNTIME_DIR is invalid" line per probe. Without that
+/// variable no Wayland display is reachable anyway, so an absolute display path that does not
+/// exist makes the probe fail quietly instead; any setting the user made is left alone.
+#[cfg(feature = "wgpu")]
+#[allow(unsafe_code)]
+fn quiet_headless_wayland_probe() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none()
+        && std::env::var_os("WAYLAND_DISPLAY").is_none()
+    {
+        // SAFETY: called first thing in `main`, before any other thread exists.
+        unsafe { std::env::set_var("WAYLAND_DISPLAY", "/nonexistent/medseg-headless") };
+    }
+}
+
 fn main() -> ExitCode {
     // Process-wide settings belong here, before any thread starts.
+    #[cfg(feature = "wgpu")]
+    quiet_headless_wayland_probe();
     medseg_kernels::alloc::keep_freed_memory();
     select_kernels_from_env();
     let cli = match Cli::try_parse() {
@@ -111,6 +130,7 @@ fn main() -> ExitCode {
         Command::Evaluate(a) => cmd::evaluate::run(a),
         Command::Demo(a) => cmd::demo::run(a),
         Command::Bench(a) => cmd::bench::run_bench(a),
+        Command::Devices(a) => cmd::devices::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -33,35 +33,103 @@ pub const SET_VALUE_NAME: &str = "SECTION.KEY=VALUE";
 /// `--device`: where the network runs.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DeviceArgs {
-    /// Compute device.
-    #[arg(long, value_enum, default_value_t = Device::Flex, value_name = "DEVICE")]
+    /// Compute device (`medseg devices` lists this machine's).
+    #[arg(long, value_parser = DeviceParser, default_value = "flex", value_name = "DEVICE")]
     pub device: Device,
 }
 
 /// The compute devices medseg knows, by the names `medseg_model::select_device` and
 /// `medseg_infer::select_device` take.
-#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Device {
-    /// CPU: burn's pure-Rust backend with medseg's kernels (threads: --threads).
-    #[value(alias = "cpu")]
+    /// CPU: burn's pure-Rust backend with medseg's kernels.
     Flex,
-    /// GPU through Vulkan/Metal/WebGPU (needs a build with `--features wgpu`).
-    #[value(alias = "gpu")]
-    Wgpu,
-    /// Not built into medseg; kept so that `--device tch` explains why instead of only
-    /// listing the other values.
-    #[value(hide = true, alias = "libtorch")]
+    /// GPU through Vulkan/Metal/DX12 (a build with `--features wgpu`): the best adapter, or
+    /// adapter N of `medseg devices`.
+    Wgpu(Option<usize>),
+    /// Not built into medseg; kept so that `--device tch` explains why.
     Tch,
 }
 
 impl Device {
     /// The name the library crates' `select_device` takes.
-    pub fn name(self) -> &'static str {
+    pub fn name(self) -> String {
         match self {
-            Device::Flex => "flex",
-            Device::Wgpu => "wgpu",
-            Device::Tch => "tch",
+            Device::Flex => "flex".into(),
+            Device::Wgpu(None) => "wgpu".into(),
+            Device::Wgpu(Some(n)) => format!("wgpu:{n}"),
+            Device::Tch => "tch".into(),
         }
+    }
+
+    /// Says on stderr which adapter `wgpu` runs on (nothing for flex); an error naming the fix
+    /// when there is none.
+    pub fn announce(self) -> anyhow::Result<()> {
+        if let Device::Wgpu(index) = self {
+            eprintln!("device: {}", medseg_model::select_wgpu(index)?);
+        }
+        Ok(())
+    }
+
+    /// `flex`, `cpu`, `wgpu`, `gpu`, `wgpu:N`, `gpu:N`, `tch`, `libtorch` (any case).
+    pub fn parse(text: &str) -> Option<Self> {
+        let t = text.trim().to_ascii_lowercase();
+        match t.as_str() {
+            "flex" | "cpu" => Some(Device::Flex),
+            "wgpu" | "gpu" => Some(Device::Wgpu(None)),
+            "tch" | "libtorch" => Some(Device::Tch),
+            _ => {
+                let n = t.strip_prefix("wgpu:").or_else(|| t.strip_prefix("gpu:"))?;
+                n.parse().ok().map(|n| Device::Wgpu(Some(n)))
+            }
+        }
+    }
+}
+
+/// clap's parser for [`Device`]: lists the values in `--help` (as a `ValueEnum` would) and
+/// accepts `wgpu:N`, which a `ValueEnum` cannot.
+#[derive(Clone)]
+struct DeviceParser;
+
+impl clap::builder::TypedValueParser for DeviceParser {
+    type Value = Device;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Device, clap::Error> {
+        let text = value.to_string_lossy();
+        Device::parse(&text).ok_or_else(|| {
+            let name = arg.map(|a| a.to_string()).unwrap_or_else(|| "--device".into());
+            clap::Error::raw(
+                clap::error::ErrorKind::InvalidValue,
+                format!(
+                    "invalid value '{text}' for '{name}': use flex, wgpu or wgpu:N (N from `medseg devices`)\n"
+                ),
+            )
+            .with_cmd(cmd)
+        })
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        use clap::builder::PossibleValue;
+        Some(Box::new(
+            [
+                PossibleValue::new("flex")
+                    .alias("cpu")
+                    .help("CPU: burn's pure-Rust backend with medseg's kernels (threads: --threads)"),
+                PossibleValue::new("wgpu").alias("gpu").help(
+                    "GPU through Vulkan/Metal/DX12, the best adapter: discrete, else integrated, else a CPU adapter such as lavapipe (needs a build with `--features wgpu`)",
+                ),
+                PossibleValue::new("wgpu:N")
+                    .help("wgpu adapter N of `medseg devices`"),
+            ]
+            .into_iter(),
+        ))
     }
 }
 

@@ -125,7 +125,8 @@ fn run_train_step_bench(a: &TrainStepArgs) -> Result<()> {
         deep_supervision: a.deep_supervision,
         ..ModelConfig::default()
     });
-    let device = medseg_model::select_device(a.device.device.name())?;
+    a.device.device.announce()?;
+    let device = medseg_model::select_device(&a.device.device.name())?;
     let opts = BenchOptions {
         device,
         dims: a.dims,

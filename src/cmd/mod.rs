@@ -4,6 +4,7 @@
 pub mod args;
 pub mod bench;
 pub mod demo;
+pub mod devices;
 pub mod evaluate;
 pub mod inspect;
 pub mod inspect_network;

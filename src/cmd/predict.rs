@@ -283,7 +283,8 @@ fn nnunet_engine(args: &PredictArgs) -> Result<Option<Engine>> {
         CheckpointArg::Final => CheckpointChoice::Final,
         CheckpointArg::Best => CheckpointChoice::Best,
     };
-    let device = select_device(args.device.device.name())?;
+    args.device.device.announce()?;
+    let device = select_device(&args.device.device.name())?;
     let p = NnUnetPredictor::load(folder, folds, checkpoint, !args.no_tta, &device)?;
     Ok(Some(Engine::NnUnet(Box::new(p))))
 }
@@ -299,7 +300,8 @@ fn predictor_for(args: &PredictArgs) -> Result<Engine> {
         .iter()
         .map(|m| RunDir::open(m))
         .collect::<Result<_, _>>()?;
-    let device = select_device(args.device.device.name())?;
+    args.device.device.announce()?;
+    let device = select_device(&args.device.device.name())?;
     let mut inference = runs[0].config.inference.clone();
     if args.no_tta {
         inference.tta = false;

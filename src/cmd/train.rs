@@ -243,6 +243,7 @@ pub fn run_with(
     device: Device,
     interrupt: Arc<AtomicBool>,
 ) -> Result<TrainSummary> {
+    device.announce()?;
     let mut obs = Observer::new(label_names_of(cfg));
     let opts = TrainOptions {
         resume: existing == Existing::Resume,

@@ -218,8 +218,24 @@ fn upsample_by_pointwise(x: Tensor<5>, weight: Tensor<5>, bias: Option<Tensor<1>
 pub fn instance_norm<const D: usize>(norm: &InstanceNorm, x: Tensor<D>) -> Tensor<D> {
     match fused_norm_params(norm, &x) {
         Some((gamma, beta)) => fused_instance_norm(x, gamma, beta, norm.epsilon, None),
-        None => norm.forward(x),
+        None => burn_instance_norm(norm, x),
     }
+}
+
+/// burn's `InstanceNorm::forward` on `x` seen as `[b, c, n]` (the same numbers: the norm runs
+/// over all spatial axes at once). Why: on wgpu (burn 0.22.1), the gradient of gamma (and so of
+/// everything before the norm) comes out wrong for a conv output with a size-1 axis after the
+/// channels, `[b, c, 1, h, w]` as every tensor of a 2D network is here; rank 3 computes it
+/// right (tests/wgpu.rs `norm_after_a_depth_one_conv_agrees_with_flex`).
+fn burn_instance_norm<const D: usize>(norm: &InstanceNorm, x: Tensor<D>) -> Tensor<D> {
+    let shape = x.shape();
+    let dims = x.dims();
+    let (b, c) = (dims[0], dims.get(1).copied().unwrap_or(1));
+    if D <= 3 {
+        return norm.forward(x);
+    }
+    let n: usize = dims[2..].iter().product();
+    norm.forward(x.reshape([b, c, n])).reshape(shape)
 }
 
 /// The norm followed by LeakyReLU(`slope`), as one fused kernel where medseg's apply (one
@@ -231,7 +247,7 @@ pub fn instance_norm_leaky_relu<const D: usize>(
 ) -> Tensor<D> {
     match fused_norm_params(norm, &x) {
         Some((gamma, beta)) => fused_instance_norm(x, gamma, beta, norm.epsilon, Some(slope)),
-        None => leaky_relu(norm.forward(x), slope),
+        None => leaky_relu(burn_instance_norm(norm, x), slope),
     }
 }
 

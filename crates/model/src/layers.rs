@@ -183,7 +183,14 @@ impl Norm {
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         match self {
             Norm::Instance(n) => ops::instance_norm(n, x),
-            Norm::Group(n) => n.forward(x),
+            // As `[b, c, n]`: see `medseg_kernels::ops::instance_norm` (burn's group norm is the
+            // same code, with the same wrong gradient on wgpu for `[b, c, 1, h, w]`).
+            Norm::Group(n) => {
+                let shape = x.shape();
+                let [b, c] = [x.dims()[0], x.dims()[1]];
+                let n_spatial = shape.num_elements() / (b * c).max(1);
+                n.forward(x.reshape([b, c, n_spatial])).reshape(shape)
+            }
             Norm::Batch(n) => n.forward(x),
         }
     }

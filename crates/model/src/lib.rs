@@ -28,7 +28,9 @@ mod unet;
 
 pub use config::{Bottleneck, Downsample, UNetConfig};
 pub use deep_supervision::{DeepSupervisionLoss, deep_supervision_weights, downsample_labels};
-pub use device::{DEVICE_NAMES, select_device};
+pub use device::{
+    DEVICE_NAMES, NO_ADAPTER_FIX, WgpuAdapter, select_device, select_wgpu, wgpu_adapters,
+};
 pub use error::ModelError;
 pub use io::{load, load_safetensors, save, save_safetensors};
 pub use layers::max_pool;

@@ -16,7 +16,7 @@ pub struct TrainOptions {
     /// summary are deleted; the plan and the cache are kept). Without it (or `resume`),
     /// training into such a directory is [`crate::TrainError::RunExists`].
     pub overwrite: bool,
-    /// `flex` or `wgpu`.
+    /// `flex`, `wgpu` or `wgpu:N` (see `medseg_model::select_device`).
     pub device: String,
     /// Set (by the binary's Ctrl-C handler, or a test) to stop before the next optimizer
     /// step, saving `last`: training then returns [`TrainOutcome::Interrupted`].
@@ -77,6 +77,8 @@ pub struct TrainSummary {
     pub iterations_done: usize,
     /// What `--time-budget` measured and chose (as in `plan.json`).
     pub time_budget: Option<medseg_preprocess::budget::BudgetChoice>,
+    /// The device it trained on (`flex`, `wgpu`, `wgpu:N`).
+    pub device: String,
 }
 
 /// Writes `summary.json`: the outcome, the best validation and the final validation per class.
@@ -95,6 +97,7 @@ pub fn write_summary(
         "final_validation": s.final_validation.as_ref().map(|v| validation_json(v, labels)),
         "seconds": s.seconds,
         "iterations_done": s.iterations_done,
+        "device": s.device,
         "time_budget": s.time_budget.as_ref().map(|b| serde_json::json!({
             "budget": b.budget,
             "budget_seconds": b.budget_seconds,

@@ -76,6 +76,8 @@ struct Trainer<'a> {
     /// checkpoint).
     epoch_overhead: f64,
     interrupt: Arc<AtomicBool>,
+    /// `--device` as given (`flex`, `wgpu`, `wgpu:N`), for the summary.
+    device: String,
     /// Held until the run ends, so no second process writes the run meanwhile.
     _lock: DirLock,
 }
@@ -171,6 +173,7 @@ impl<'a> Trainer<'a> {
             timed_steps: (0.0, 0),
             epoch_overhead: 0.0,
             interrupt: opts.interrupt.clone(),
+            device: opts.device.clone(),
             _lock: lock,
         })
     }
@@ -436,6 +439,7 @@ impl<'a> Trainer<'a> {
             seconds: started.elapsed().as_secs_f64(),
             iterations_done: self.state.iterations_done,
             time_budget: self.budget.clone(),
+            device: self.device.clone(),
         };
         write_summary(&self.run.summary(), &summary, &self.labels)?;
         Ok(summary)
