@@ -311,13 +311,24 @@ fn op_and_grads<const D: usize, const E: usize>(
     let y = op(x.clone(), w.clone());
     let r = filled(y.dims(), 9.0, &device);
     let grads = (y.clone() * r).sum().backward();
-    let vec = |t: Tensor<D>| t.into_data().to_vec::<f32>().unwrap();
+    let vec = |t: Tensor<D>| t.into_data().try_to_vec::<f32>().unwrap();
     [
         vec(y),
-        x.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap(),
-        w.grad(&grads).unwrap().into_data().to_vec::<f32>().unwrap(),
+        x.grad(&grads)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap(),
+        w.grad(&grads)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap(),
     ]
 }
+
+/// A 2D op of an input and a weight.
+type Op4 = Box<dyn Fn(Tensor<4>, Tensor<4>) -> Tensor<4>>;
 
 #[test]
 fn op_gradients_agree_with_flex() {
@@ -349,12 +360,7 @@ fn op_gradients_agree_with_flex() {
             )
         }
     };
-    let cases4: Vec<(
-        &str,
-        [usize; 4],
-        [usize; 4],
-        Box<dyn Fn(Tensor<4>, Tensor<4>) -> Tensor<4>>,
-    )> = vec![
+    let cases4: Vec<(&str, [usize; 4], [usize; 4], Op4)> = vec![
         (
             "conv2d 3x3",
             [2, 4, 16, 16],
@@ -448,10 +454,14 @@ fn norm_after_a_depth_one_conv_agrees_with_flex() {
         let pointwise = ConvOptions::new([1, 1, 1], [0, 0, 0], [1, 1, 1], 1);
         let logits = ops::conv3d(h, w2.clone(), None, pointwise);
         let g = SegLoss::dice_ce(3).forward::<5, 4>(logits, y).backward();
-        let vec = |t: Option<Tensor<1>>| t.unwrap().into_data().to_vec::<f32>().unwrap();
+        let vec = |t: Option<Tensor<1>>| t.unwrap().into_data().try_to_vec::<f32>().unwrap();
         let gamma = norm.gamma.as_ref().unwrap().grad(&g);
         [
-            w1.grad(&g).unwrap().into_data().to_vec::<f32>().unwrap(),
+            w1.grad(&g)
+                .unwrap()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap(),
             vec(gamma),
         ]
     };
