@@ -473,3 +473,23 @@ fn norm_after_a_depth_one_conv_agrees_with_flex() {
         assert!(dw <= 1e-4 && dg <= 1e-4, "fused {fused}: {dw:.2e} {dg:.2e}");
     }
 }
+
+/// With no Vulkan driver (and no OpenGL one) to be found, `--device wgpu` is a one-line error
+/// that names the fix.
+#[test]
+fn no_adapter_is_an_error_that_names_the_fix() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_medseg"))
+        .args(["bench", "train-step", "--device", "wgpu", "--steps", "1"])
+        .env("VK_DRIVER_FILES", "/nonexistent/medseg-test.json")
+        .env("VK_ICD_FILENAMES", "/nonexistent/medseg-test.json")
+        .env("__EGL_VENDOR_LIBRARY_FILENAMES", "/nonexistent/medseg-test.json")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("no wgpu adapter found") && err.contains("mesa-vulkan-drivers"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
