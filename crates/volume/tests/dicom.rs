@@ -284,6 +284,18 @@ fn absurd_dimensions_are_refused_before_allocating() {
     });
     let msg = one_line_naming(&read_image(&p).unwrap_err(), &p);
     assert!(msg.contains("absurd dimensions"), "{msg}");
+    // an element length of ~775 MB in a file of a few hundred bytes (an unknown VR is read as
+    // UN, whose length is 4 bytes): refused before the parser sizes a buffer from it
+    let (_d, p) = edited("mr_oblique_uint16/img0.dcm", |b| {
+        let at = b
+            .windows(6)
+            .position(|w| w == b"\x02\x00\x12\x00UI")
+            .unwrap();
+        b[at + 5] = 0xB6;
+    });
+    let e = read_image(&p).unwrap_err();
+    assert!(matches!(e, VolumeError::Truncated { .. }), "{e}");
+    one_line_naming(&e, &p);
     // Rows = 0
     let (_d, p) = edited("mr_oblique_uint16/img0.dcm", |b| {
         set_us(b, 0x0028, 0x0010, 0)
@@ -347,4 +359,35 @@ fn series_rules_on_copied_files() {
     }
     let v = read_image(dir.path()).unwrap();
     assert_eq!(v.data.shape()[0], 4);
+}
+
+#[test]
+fn damaged_bytes_anywhere_give_data_or_an_error_never_a_panic() {
+    // a deterministic poor man's fuzz over every fixture file kind (the cargo-fuzz target
+    // crates/volume/fuzz/fuzz_targets/read_dicom.rs does the same with random inputs)
+    for rel in [
+        "mr_oblique_uint16/img0.dcm",
+        "ct_int16_sitk/IM0000",
+        "rle_int16/slice000.dcm",
+        "enhanced_mr/enhanced.dcm",
+        "jpeg_lossless/slice0.dcm",
+    ] {
+        let len = std::fs::read(fixtures().join(rel)).unwrap().len();
+        for at in (132..len).step_by(11) {
+            for (width, value) in [(1, 0xFFu8), (4, 0xFF), (2, 0x00), (1, 0x80)] {
+                let (_d, p) = edited(rel, |b| {
+                    for x in b.iter_mut().skip(at).take(width) {
+                        *x = if width == 1 && value == 0xFF {
+                            !*x
+                        } else {
+                            value
+                        };
+                    }
+                });
+                if let Err(e) = read_image(&p) {
+                    one_line_naming(&e, &p);
+                }
+            }
+        }
+    }
 }
