@@ -13,7 +13,7 @@
 //!   [`read_image`] reads any of them.
 //! * DICOM series in ([`read_dicom_series`], [`read_dicom`]): a folder of slices or one
 //!   (multi-frame) file, grouped by SeriesInstanceUID, sorted along the slice normal, LPS
-//!   converted to RAS, rescaled to f32; see the `dicom` module's rules.
+//!   converted to RAS, rescaled to f32; the rules are in [`dicom`].
 //! * PNG slices ([`png`]), the MSD / nnU-Net dataset layout ([`dataset`]) and deterministic
 //!   synthetic phantoms ([`synth`]).
 
@@ -21,7 +21,7 @@
 #![deny(unsafe_code)]
 
 pub mod dataset;
-mod dicom;
+pub mod dicom;
 mod error;
 mod format;
 mod geometry;
