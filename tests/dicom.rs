@@ -171,7 +171,11 @@ fn predict_segments_a_dicom_series_into_nifti_with_its_geometry() {
     let (a, b) = (probs(&out), probs(&out2));
     assert!(a.len() > labels.data.len(), "{} probabilities", a.len());
     assert_eq!(a.shape(), b.shape());
-    let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
     assert!(worst < 1e-4, "probabilities differ by up to {worst}");
 
     // --output-format mha for the DICOM case
