@@ -565,6 +565,11 @@ fn check_lengths(path: &Path, file_len: u64) -> Result<(), VolumeError> {
                     return Ok(());
                 };
                 pos += 4;
+                if vr == VR::UN && dword(&b) == UNDEFINED {
+                    // a sequence of unknown VR: its items are implicit VR (PS3.5 6.2.2); the
+                    // walk stops here rather than misread them
+                    return Ok(());
+                }
                 (dword(&b), vr == VR::SQ)
             } else {
                 (u32::from(word(&b[2..4])), false)
