@@ -131,6 +131,8 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         folds: Vec::new(),
         checkpoint: super::predict::CheckpointArg::Final,
         input: data.join("imagesTs"),
+        output_format: None,
+        series: None,
         output: preds.clone(),
         probabilities: true,
         no_tta: false,

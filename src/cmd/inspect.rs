@@ -1,15 +1,19 @@
-//! `medseg inspect`: a NIfTI file's header, geometry and intensity statistics
-//! (`inspect FILE`), or the network an experiment config describes (`inspect --config`).
+//! `medseg inspect`: an image's header, geometry and intensity statistics (`inspect FILE`,
+//! `inspect DICOM_DIR`), or the network an experiment config describes (`inspect --config`).
 
 use super::args::ConfigArgs;
 use anyhow::Result;
-use medseg_volume::{Header, ImageFormat, read_channels, read_nifti_f64};
+use medseg_volume::{DicomOptions, Header, ImageFormat, read_channels, read_dicom, read_nifti_f64};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Show an image file's header, geometry and statistics (NIfTI, MetaImage, NRRD), or (with
-/// --config) the network a config describes.
+/// Show an image's header, geometry and statistics (NIfTI, MetaImage, NRRD, PNG/TIFF, a
+/// DICOM series folder or file), or (with --config) the network a config describes.
+///
+/// A DICOM folder is read as `medseg predict` reads it: one series (sub-folders included),
+/// slices sorted along the slice normal, geometry in RAS; a folder with several series lists
+/// them and asks for --series UID.
 ///
 /// For a config: per-stage feature-map shapes for the configured patch size, parameter count,
 /// receptive field and an estimate of training memory per batch. medseg reads `[model]`, `[train] patch_size` and `batch_size`, and the
@@ -17,10 +21,13 @@ use std::path::{Path, PathBuf};
 #[derive(clap::Args, Debug, Clone)]
 #[command(group(clap::ArgGroup::new("what").required(true).args(["file", "config"])))]
 pub struct InspectArgs {
-    /// An image file: NIfTI (.nii, .nii.gz, .hdr), MetaImage (.mha, .mhd) or NRRD (.nrrd,
-    /// .nhdr).
-    #[arg(value_name = "FILE")]
+    /// An image file: NIfTI (.nii, .nii.gz, .hdr), MetaImage (.mha, .mhd), NRRD (.nrrd,
+    /// .nhdr), PNG/TIFF/BMP, or DICOM (a series folder, or one file).
+    #[arg(value_name = "FILE|DIR")]
     pub file: Option<PathBuf>,
+    /// DICOM folders holding several series: the SeriesInstanceUID to show.
+    #[arg(long, value_name = "UID")]
+    pub series: Option<String>,
     #[command(flatten)]
     pub config: Option<ConfigArgs>,
     /// Print one JSON object instead of a table.
@@ -31,7 +38,7 @@ pub struct InspectArgs {
 /// Runs `medseg inspect`.
 pub fn run(args: &InspectArgs) -> Result<()> {
     match (&args.file, &args.config) {
-        (Some(file), _) => run_file(file, args.json),
+        (Some(file), _) => run_file(file, args.series.as_deref(), args.json),
         (None, Some(config)) => super::inspect_network::run_config(config, args.json),
         (None, None) => anyhow::bail!("inspect needs a FILE or --config CONFIG.toml"),
     }
@@ -100,12 +107,7 @@ fn describe_other(path: &Path, format: ImageFormat) -> Result<serde_json::Value>
     let v = read_channels(&[path.to_path_buf()])?;
     let values: Vec<f64> = v.data.iter().map(|&x| f64::from(x)).collect();
     let g = v.geometry;
-    let name = match format {
-        ImageFormat::MetaImage => "metaimage",
-        ImageFormat::Nrrd => "nrrd",
-        ImageFormat::Natural => "natural image",
-        ImageFormat::Nifti => "nifti",
-    };
+    let name = format.name();
     let mut d = json!({
         "file": path.display().to_string(),
         "format": name,
@@ -124,8 +126,52 @@ fn describe_other(path: &Path, format: ImageFormat) -> Result<serde_json::Value>
     Ok(d)
 }
 
+/// Series, geometry and statistics of a DICOM series (the `--json` output).
+fn describe_dicom(path: &Path, series: Option<&str>) -> Result<serde_json::Value> {
+    let options = DicomOptions {
+        series: series.map(str::to_string),
+    };
+    let s = read_dicom(path, &options)?;
+    let v = &s.volume;
+    let values: Vec<f64> = v.data.iter().map(|&x| f64::from(x)).collect();
+    let g = v.geometry;
+    let mut d = json!({
+        "file": path.display().to_string(),
+        "format": "dicom",
+        "series_uid": s.series.uid,
+        "series_description": s.series.description,
+        "modality": s.series.modality,
+        "patient_id": s.patient_id,
+        "slices": s.series.slices,
+        "files": s.series.files,
+        "skipped_files": s.skipped_files,
+        "other_series": s.other_series,
+        "transfer_syntaxes": s.transfer_syntaxes,
+        "datatype": s.stored_type,
+        "rescale_slope": s.rescale.map(|r| r.0),
+        "rescale_intercept": s.rescale.map(|r| r.1),
+        "shape": v.shape_ijk(),
+        "spacing": g.spacing,
+        "units": "mm",
+        "orientation": g.orientation_code(),
+        "origin": g.origin,
+        "direction": g.direction,
+        "affine": g.affine(),
+    });
+    if let Some(obj) = d.as_object_mut() {
+        obj.extend(intensity_stats(&values));
+    }
+    Ok(d)
+}
+
 /// Header, geometry and statistics of one image file as a JSON value (the `--json` output).
-fn describe(path: &Path) -> Result<serde_json::Value> {
+fn describe(path: &Path, series: Option<&str>) -> Result<serde_json::Value> {
+    if ImageFormat::detect(path) == Some(ImageFormat::Dicom) {
+        return describe_dicom(path, series);
+    }
+    if series.is_some() {
+        anyhow::bail!("{}: --series applies to DICOM folders", path.display());
+    }
     if let Some(f @ (ImageFormat::MetaImage | ImageFormat::Nrrd | ImageFormat::Natural)) =
         ImageFormat::of(path)
     {
@@ -160,8 +206,8 @@ fn describe(path: &Path) -> Result<serde_json::Value> {
     Ok(d)
 }
 
-fn run_file(path: &Path, as_json: bool) -> Result<()> {
-    let d = describe(path)?;
+fn run_file(path: &Path, series: Option<&str>, as_json: bool) -> Result<()> {
+    let d = describe(path, series)?;
     if as_json {
         println!("{}", serde_json::to_string(&d)?);
         return Ok(());
@@ -172,8 +218,10 @@ fn run_file(path: &Path, as_json: bool) -> Result<()> {
 
 fn print_table(d: &serde_json::Value, path: &Path) {
     let nifti = !matches!(
-        ImageFormat::of(path),
-        Some(ImageFormat::MetaImage | ImageFormat::Nrrd | ImageFormat::Natural)
+        ImageFormat::detect(path),
+        Some(
+            ImageFormat::MetaImage | ImageFormat::Nrrd | ImageFormat::Natural | ImageFormat::Dicom
+        )
     );
     let h: Option<Header> = nifti
         .then(|| medseg_volume::read_header(path).ok())
@@ -185,6 +233,30 @@ fn print_table(d: &serde_json::Value, path: &Path) {
             d["format"].as_str().unwrap_or("")
         ),
         None => println!("format       {}", d["format"].as_str().unwrap_or("")),
+    }
+    if let Some(uid) = d["series_uid"].as_str() {
+        println!(
+            "series       {uid} {:?} ({}, {} slices in {} files; {} other files skipped)",
+            d["series_description"].as_str().unwrap_or(""),
+            d["modality"].as_str().unwrap_or(""),
+            d["slices"],
+            d["files"],
+            d["skipped_files"]
+        );
+        if let Some(others) = d["other_series"].as_array().filter(|o| !o.is_empty()) {
+            let uids: Vec<&str> = others.iter().filter_map(|o| o["uid"].as_str()).collect();
+            println!("other series {} (choose with --series)", uids.join(", "));
+        }
+        if let Some(ts) = d["transfer_syntaxes"].as_array() {
+            let names: Vec<&str> = ts.iter().filter_map(|t| t.as_str()).collect();
+            println!("transfer     {}", names.join(", "));
+        }
+        if !d["rescale_slope"].is_null() {
+            println!(
+                "rescale      slope {}  intercept {}",
+                d["rescale_slope"], d["rescale_intercept"]
+            );
+        }
     }
     println!("shape        {}", d["shape"]);
     if let Some(t) = d["datatype"].as_str() {

@@ -6,13 +6,14 @@ use anyhow::{Context, Result, bail};
 use medseg_infer::{PredictionLayout, Predictor, RunDir, select_device, write_prediction};
 use medseg_nnunet::{CheckpointChoice, ModelFolder, NnUnetPredictor};
 use medseg_volume::{
-    ImageFormat, MultiChannel, Volume, WriteOptions, read_channels, read_header, write_channels,
-    write_image,
+    DicomOptions, ImageFormat, MultiChannel, Volume, WriteOptions, is_dicom_dir, read_channels,
+    read_dicom, read_header, write_channels, write_image,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Segment volumes (NIfTI, MetaImage, NRRD) with trained runs or an nnU-Net v2 model folder.
+/// Segment volumes (NIfTI, MetaImage, NRRD, DICOM series) with trained runs or an nnU-Net v2
+/// model folder.
 ///
 /// --model also takes an nnU-Net v2 model folder (TRAINER__PLANS__CONFIGURATION, as
 /// nnUNetv2_train writes it: plans.json, dataset.json, fold_N/checkpoint_final.pth), recognized
@@ -29,6 +30,14 @@ use std::path::{Path, PathBuf};
 /// largest-component steps its final validation chose, RUN/postprocessing.json). Each output CASE.nii.gz has the input's
 /// exact header geometry. Multi-channel cases follow nnU-Net's naming (CASE_0000.nii.gz,
 /// CASE_0001.nii.gz, ...) in an input folder.
+///
+/// DICOM: a folder with DICOM files in it is one case, named after the folder, read as one
+/// series (its sub-folders included; several series in it need --series UID); in an input
+/// folder without DICOM files of its own, each sub-folder with DICOM files directly in it is a
+/// case, named after the sub-folder (deeper PATIENT/STUDY/SERIES trees: give each series
+/// folder, or the folder above it, as --input). The label map of a DICOM
+/// case is written as NIfTI (CASE.nii.gz, or --output-format) with the series' geometry;
+/// DICOM-SEG output is not supported.
 ///
 /// Cluster recipe: `--shard I/N` processes the I-th of N slices of the sorted case list, so a
 /// Slurm array job runs `medseg predict ... --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT`
@@ -52,10 +61,19 @@ pub struct PredictArgs {
     #[arg(long, value_enum, default_value_t = CheckpointArg::Final)]
     pub checkpoint: CheckpointArg,
     /// An image file, or a folder of them (nnU-Net channel naming: CASE_0000.nii.gz, ...):
-    /// NIfTI, MetaImage (.mha/.mhd) or NRRD (.nrrd/.nhdr); each label map is written in its
-    /// input's format. DICOM series are not read yet.
+    /// NIfTI, MetaImage (.mha/.mhd), NRRD (.nrrd/.nhdr) or PNG/TIFF; or a DICOM series folder
+    /// (one case named after the folder), or a folder of DICOM series folders (one case
+    /// each). Each label map is written in its input's format (DICOM: NIfTI) unless
+    /// --output-format says otherwise.
     #[arg(long, value_name = "FILE|DIR")]
     pub input: PathBuf,
+    /// Format of the label maps: nii.gz, mha or nrrd (default: the input's format; NIfTI for
+    /// DICOM input, since medseg writes no DICOM-SEG). Probabilities are always NIfTI.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub output_format: Option<OutputFormat>,
+    /// The SeriesInstanceUID to read from a DICOM folder that holds several series.
+    #[arg(long, value_name = "UID")]
+    pub series: Option<String>,
     /// Output folder (created) for CASE.nii.gz. Inputs are never written.
     #[arg(long, short = 'o', alias = "out", value_name = "DIR")]
     pub output: PathBuf,
@@ -95,6 +113,59 @@ pub enum CheckpointArg {
     Best,
 }
 
+/// `--output-format`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// NIfTI, gzipped (CASE.nii.gz)
+    #[value(name = "nii.gz", alias = "nifti")]
+    NiiGz,
+    /// MetaImage with the data attached (CASE.mha)
+    Mha,
+    /// NRRD, gzip (CASE.nrrd)
+    Nrrd,
+}
+
+impl OutputFormat {
+    fn format(self) -> ImageFormat {
+        match self {
+            OutputFormat::NiiGz => ImageFormat::Nifti,
+            OutputFormat::Mha => ImageFormat::MetaImage,
+            OutputFormat::Nrrd => ImageFormat::Nrrd,
+        }
+    }
+}
+
+/// The format a case's label map is written in: `--output-format`, else the input's (NIfTI
+/// for DICOM input).
+fn output_format(input: &Path, chosen: Option<OutputFormat>) -> ImageFormat {
+    if let Some(f) = chosen {
+        return f.format();
+    }
+    match ImageFormat::detect(input) {
+        Some(ImageFormat::Dicom) | None => ImageFormat::Nifti,
+        Some(other) => other,
+    }
+}
+
+/// The name of a DICOM case: its folder's (or file's, less `.dcm`) name.
+fn dicom_case_name(path: &Path) -> String {
+    let named = path.file_name().map(|n| n.to_os_string()).or_else(|| {
+        path.canonicalize()
+            .ok()?
+            .file_name()
+            .map(|n| n.to_os_string())
+    });
+    let name = named
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "dicom".into());
+    for ext in [".dcm", ".DCM", ".dicom"] {
+        if let Some(stem) = name.strip_suffix(ext) {
+            return stem.to_string();
+        }
+    }
+    name
+}
+
 /// The channel files of a case in channel order, or why they do not make a case.
 pub type CaseFiles = std::result::Result<Vec<PathBuf>, Failure>;
 
@@ -102,8 +173,18 @@ pub type CaseFiles = std::result::Result<Vec<PathBuf>, Failure>;
 /// channel files do not match the model, the failure to report).
 pub fn collect_cases(input: &Path, channels: usize) -> Result<BTreeMap<String, CaseFiles>> {
     let mut cases: BTreeMap<String, BTreeMap<usize, PathBuf>> = BTreeMap::new();
+    let mut dicom: Vec<String> = Vec::new();
     let strip = medseg_volume::dataset::strip_nifti_ext;
-    if input.is_file() {
+    let dicom_file = |p: &Path| ImageFormat::detect(p) == Some(ImageFormat::Dicom);
+    if (input.is_file() && dicom_file(input)) || is_dicom_dir(input) {
+        // one DICOM series (a folder, or one file): one single-channel case
+        let case = dicom_case_name(input);
+        dicom.push(case.clone());
+        cases
+            .entry(case)
+            .or_default()
+            .insert(0, input.to_path_buf());
+    } else if input.is_file() {
         let name = strip(input);
         let (case, ch) = split_channel(&name);
         cases
@@ -113,6 +194,14 @@ pub fn collect_cases(input: &Path, channels: usize) -> Result<BTreeMap<String, C
     } else if input.is_dir() {
         for e in std::fs::read_dir(input).with_context(|| format!("reading {}", input.display()))? {
             let p = e?.path();
+            if p.is_dir() {
+                if is_dicom_dir(&p) {
+                    let case = dicom_case_name(&p);
+                    dicom.push(case.clone());
+                    cases.entry(case).or_default().insert(0, p);
+                }
+                continue;
+            }
             let n = p
                 .file_name()
                 .map(|n| n.to_string_lossy().to_string())
@@ -141,6 +230,21 @@ pub fn collect_cases(input: &Path, channels: usize) -> Result<BTreeMap<String, C
         let ids: Vec<usize> = chans.keys().copied().collect();
         let expected: Vec<usize> = (0..channels).collect();
         let files: Vec<PathBuf> = chans.into_values().collect();
+        if ids != expected && dicom.contains(&case) {
+            let reason = format!(
+                "a DICOM series is one channel, but the model expects {channels}; give the cases as CASE_0000.nii.gz ... CASE_{:04}.nii.gz",
+                channels.saturating_sub(1)
+            );
+            out.insert(
+                case.clone(),
+                Err(Failure {
+                    case,
+                    inputs: files,
+                    reason,
+                }),
+            );
+            continue;
+        }
         if ids != expected {
             let reason = format!(
                 "found channel files {ids:?} but the model expects channels {expected:?} (CASE_0000.nii.gz ... CASE_{:04}.nii.gz)",
@@ -160,7 +264,7 @@ pub fn collect_cases(input: &Path, channels: usize) -> Result<BTreeMap<String, C
     }
     if out.is_empty() {
         bail!(
-            "{}: no image files (.nii, .nii.gz, .mha, .mhd, .nrrd, .nhdr) found",
+            "{}: no image files (.nii, .nii.gz, .mha, .mhd, .nrrd, .nhdr, .png, .tif) or DICOM series folders found",
             input.display()
         );
     }
@@ -390,8 +494,10 @@ fn predict_case(
     case: &str,
     files: &[PathBuf],
 ) -> Result<Option<PathBuf>> {
-    // the label map in the input's format (NIfTI keeps the input's header exactly)
-    let format = ImageFormat::of(&files[0]).unwrap_or(ImageFormat::Nifti);
+    // the label map in the input's format (NIfTI keeps the input's header exactly), or in
+    // --output-format's
+    let input_format = ImageFormat::detect(&files[0]).unwrap_or(ImageFormat::Nifti);
+    let format = output_format(&files[0], args.output_format);
     let out = match format {
         ImageFormat::Nifti => layout.labels(case),
         other => layout
@@ -420,7 +526,22 @@ fn predict_case(
         }
     }
     DoneMarker::clear(layout, case)?;
-    let images: MultiChannel = read_channels(files)?;
+    let images: MultiChannel = if input_format == ImageFormat::Dicom {
+        let options = DicomOptions {
+            series: args.series.clone(),
+        };
+        let series = read_dicom(&files[0], &options)?;
+        if !crate::progress::interactive() {
+            eprintln!(
+                "predict: {case}: DICOM series {} \"{}\" ({} slices)",
+                series.series.uid, series.series.description, series.series.slices
+            );
+        }
+        MultiChannel::stack(&[series.volume])
+            .with_context(|| format!("{}: cannot stack the series", files[0].display()))?
+    } else {
+        read_channels(files)?
+    };
     let non_finite: Vec<usize> = images
         .data
         .outer_iter()
@@ -429,7 +550,8 @@ fn predict_case(
     if let Some(w) = medseg_preprocess::non_finite_warning(case, files, &non_finite) {
         eprintln!("{w}");
     }
-    let reference = match format {
+    // a NIfTI input's header is the reference of every NIfTI output (probabilities included)
+    let reference = match input_format {
         ImageFormat::Nifti => Some(read_header(&files[0])?),
         _ => None,
     };
@@ -456,7 +578,7 @@ fn predict_case(
         write_channels(&layout.probabilities(case), &mc, &opts)?;
     }
     // The label map last: a label map without its probabilities is never left behind.
-    match &reference {
+    match reference.as_ref().filter(|_| format == ImageFormat::Nifti) {
         Some(header) => write_prediction(&out, &labels, header, predictor.num_classes())?,
         None if predictor.num_classes() <= 256 => {
             write_image(&out, &Volume::new(labels.mapv(|l| l as u8), geometry))?

@@ -54,6 +54,13 @@ pub enum VolumeError {
         #[source]
         source: serde_json::Error,
     },
+    /// A DICOM folder holding several series, none of them chosen: each is listed (UID,
+    /// description, modality, slice count).
+    #[error("{}: {} DICOM series here: {}; choose one with --series UID", path.display(), series.len(), crate::dicom::describe_series(series))]
+    SeveralSeries {
+        path: PathBuf,
+        series: Vec<crate::SeriesSummary>,
+    },
     /// A PNG that cannot be decoded or encoded.
     #[error("{}: {source}", path.display())]
     Image {

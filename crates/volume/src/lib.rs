@@ -11,6 +11,9 @@
 //!   ([`read_metaimage`], [`write_metaimage`], [`read_nrrd`], [`write_nrrd`]) with their LPS /
 //!   `space` conventions converted to RAS; [`ImageFormat`] tells the format from a file name and
 //!   [`read_image`] reads any of them.
+//! * DICOM series in ([`read_dicom_series`], [`read_dicom`]): a folder of slices or one
+//!   (multi-frame) file, grouped by SeriesInstanceUID, sorted along the slice normal, LPS
+//!   converted to RAS, rescaled to f32; the rules are in [`dicom`].
 //! * PNG slices ([`png`]), the MSD / nnU-Net dataset layout ([`dataset`]) and deterministic
 //!   synthetic phantoms ([`synth`]).
 
@@ -18,6 +21,7 @@
 #![deny(unsafe_code)]
 
 pub mod dataset;
+pub mod dicom;
 mod error;
 mod format;
 mod geometry;
@@ -32,6 +36,11 @@ pub mod synth;
 mod volume;
 mod warn;
 
+pub use dicom::{
+    DicomOptions, DicomSeries, MAX_COMPRESSION_RATIO, MIN_STEP_TOLERANCE_MM, STEP_TOLERANCE,
+    SeriesSummary, is_dicom_dir, is_dicom_file, list_dicom_series, read_dicom, read_dicom_files,
+    read_dicom_series,
+};
 pub use error::{BoxedError, VolumeError};
 pub use format::{ImageFormat, read_image, write_image};
 pub use geometry::{Geometry, SINGULAR_RATIO, det3, invert3};

@@ -154,8 +154,8 @@ pub fn read_channels(paths: &[PathBuf]) -> Result<MultiChannel, VolumeError> {
         return crate::read_natural(first);
     }
     let other_format = matches!(
-        crate::ImageFormat::of(first),
-        Some(crate::ImageFormat::MetaImage | crate::ImageFormat::Nrrd)
+        crate::ImageFormat::detect(first),
+        Some(crate::ImageFormat::MetaImage | crate::ImageFormat::Nrrd | crate::ImageFormat::Dicom)
     );
     if paths.len() == 1 && other_format {
         let v = crate::read_image(first)?;
