@@ -482,7 +482,10 @@ fn no_adapter_is_an_error_that_names_the_fix() {
         .args(["bench", "train-step", "--device", "wgpu", "--steps", "1"])
         .env("VK_DRIVER_FILES", "/nonexistent/medseg-test.json")
         .env("VK_ICD_FILENAMES", "/nonexistent/medseg-test.json")
-        .env("__EGL_VENDOR_LIBRARY_FILENAMES", "/nonexistent/medseg-test.json")
+        .env(
+            "__EGL_VENDOR_LIBRARY_FILENAMES",
+            "/nonexistent/medseg-test.json",
+        )
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
