@@ -460,8 +460,9 @@ fn evaluate_reports_undeclared_labels_and_strict_fails() {
 
 #[test]
 fn os_errors_are_printed_once() {
+    // A folder where a file belongs (`inspect DIR` reads a DICOM series, so a config here).
     let dir = tempfile::tempdir().unwrap();
-    let o = medseg(&["inspect", s(dir.path())]);
+    let o = medseg(&["plan", "--config", s(dir.path())]);
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(
         stderr(&o).matches("os error 21").count(),
