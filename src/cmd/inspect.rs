@@ -112,18 +112,30 @@ fn describe_other(path: &Path, format: ImageFormat) -> Result<serde_json::Value>
         "file": path.display().to_string(),
         "format": name,
         "channels": v.num_channels(),
-        "shape": v.shape_ijk(),
-        "spacing": g.spacing,
-        "units": "mm",
-        "orientation": g.orientation_code(),
-        "origin": g.origin,
-        "direction": g.direction,
-        "affine": g.affine(),
     });
-    if let Some(obj) = d.as_object_mut() {
-        obj.extend(intensity_stats(&values));
-    }
+    add_geometry_and_stats(&mut d, json!(v.shape_ijk()), &g, &values);
     Ok(d)
+}
+
+/// Adds what every format reports: the shape, the geometry and the intensity statistics.
+fn add_geometry_and_stats(
+    d: &mut serde_json::Value,
+    shape: serde_json::Value,
+    g: &medseg_volume::Geometry,
+    values: &[f64],
+) {
+    if let Some(obj) = d.as_object_mut() {
+        obj.extend([
+            ("shape".to_string(), shape),
+            ("spacing".to_string(), json!(g.spacing)),
+            ("units".to_string(), json!("mm")),
+            ("orientation".to_string(), json!(g.orientation_code())),
+            ("origin".to_string(), json!(g.origin)),
+            ("direction".to_string(), json!(g.direction)),
+            ("affine".to_string(), json!(g.affine())),
+        ]);
+        obj.extend(intensity_stats(values));
+    }
 }
 
 /// Series, geometry and statistics of a DICOM series (the `--json` output).
@@ -150,17 +162,8 @@ fn describe_dicom(path: &Path, series: Option<&str>) -> Result<serde_json::Value
         "datatype": s.stored_type,
         "rescale_slope": s.rescale.map(|r| r.0),
         "rescale_intercept": s.rescale.map(|r| r.1),
-        "shape": v.shape_ijk(),
-        "spacing": g.spacing,
-        "units": "mm",
-        "orientation": g.orientation_code(),
-        "origin": g.origin,
-        "direction": g.direction,
-        "affine": g.affine(),
     });
-    if let Some(obj) = d.as_object_mut() {
-        obj.extend(intensity_stats(&values));
-    }
+    add_geometry_and_stats(&mut d, json!(v.shape_ijk()), &g, &values);
     Ok(d)
 }
 
