@@ -230,26 +230,17 @@ pub fn collect_cases(input: &Path, channels: usize) -> Result<BTreeMap<String, C
         let ids: Vec<usize> = chans.keys().copied().collect();
         let expected: Vec<usize> = (0..channels).collect();
         let files: Vec<PathBuf> = chans.into_values().collect();
-        if ids != expected && dicom.contains(&case) {
-            let reason = format!(
-                "a DICOM series is one channel, but the model expects {channels}; give the cases as CASE_0000.nii.gz ... CASE_{:04}.nii.gz",
-                channels.saturating_sub(1)
-            );
-            out.insert(
-                case.clone(),
-                Err(Failure {
-                    case,
-                    inputs: files,
-                    reason,
-                }),
-            );
-            continue;
-        }
         if ids != expected {
-            let reason = format!(
-                "found channel files {ids:?} but the model expects channels {expected:?} (CASE_0000.nii.gz ... CASE_{:04}.nii.gz)",
-                channels.saturating_sub(1)
-            );
+            let last = channels.saturating_sub(1);
+            let reason = if dicom.contains(&case) {
+                format!(
+                    "a DICOM series is one channel, but the model expects {channels}; give the cases as CASE_0000.nii.gz ... CASE_{last:04}.nii.gz"
+                )
+            } else {
+                format!(
+                    "found channel files {ids:?} but the model expects channels {expected:?} (CASE_0000.nii.gz ... CASE_{last:04}.nii.gz)"
+                )
+            };
             out.insert(
                 case.clone(),
                 Err(Failure {
