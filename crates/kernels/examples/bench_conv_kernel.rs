@@ -1,7 +1,9 @@
 //! Times the raw conv kernels (`cpu::conv3d::{forward, input_grad, weight_grad}`) on the conv
 //! shapes of the benchmark UNets, to see where a train step's conv time goes. Usage:
-//! `cargo run --release -p medseg-kernels --example bench_conv_kernel -- [3|2] [reps]`
-//! (3D: batch 2, 64³, features 8-16-32-64; 2D: batch 8, 256², features 16-32-64-128).
+//! `cargo run --release -p medseg-kernels --example bench_conv_kernel -- [3|2|wide] [reps]`
+//! (3D: batch 2, 64³, features 8-16-32-64; 2D: batch 8, 256², features 16-32-64-128;
+//! wide: nnU-Net's 3D widths 32-64-128-256-320, batch 2, 64³; hippo: the nnU-Net Hippocampus
+//! network, 32-64-128-256, batch 1, 40x56x40).
 //! Prints one line per shape and phase: milliseconds per call (median) and GFLOP/s.
 
 use medseg_kernels::cpu::conv3d::{ConvShape, forward, input_grad, weight_grad};
@@ -24,12 +26,14 @@ fn main() {
     // as in the medseg binary
     medseg_kernels::alloc::keep_freed_memory();
     let a: Vec<String> = std::env::args().skip(1).collect();
-    let dims: usize = a.first().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let mode = a.first().map_or("3", String::as_str);
     let reps: usize = a.get(1).and_then(|s| s.parse().ok()).unwrap_or(5);
-    let (n, size, feats) = if dims == 3 {
-        (2, [64, 64, 64], [8, 16, 32, 64])
-    } else {
-        (8, [1, 256, 256], [16, 32, 64, 128])
+    let dims = if mode == "2" { 2 } else { 3 };
+    let (n, size, feats): (usize, [usize; 3], &[usize]) = match mode {
+        "2" => (8, [1, 256, 256], &[16, 32, 64, 128]),
+        "wide" => (2, [64, 64, 64], &[32, 64, 128, 256, 320]),
+        "hippo" => (1, [40, 56, 40], &[32, 64, 128, 256]),
+        _ => (2, [64, 64, 64], &[8, 16, 32, 64]),
     };
     let k = if dims == 3 { [3, 3, 3] } else { [1, 3, 3] };
     let down = if dims == 3 { [2, 2, 2] } else { [1, 2, 2] };
@@ -45,7 +49,12 @@ fn main() {
         ci = f;
     }
     let mut total = [0.0f64; 3];
+    // optional third argument: only the shapes with this many input channels
+    let only: Option<usize> = a.get(2).and_then(|s| s.parse().ok());
     for &(ci, co, spatial, stride) in &shapes {
+        if only.is_some_and(|c| c != ci) {
+            continue;
+        }
         let s = ConvShape {
             n,
             ci,

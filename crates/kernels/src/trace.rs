@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub enum KernelPath {
     /// Forward conv, direct AVX-512 kernel (no im2col).
     ConvDirect,
+    /// Forward conv, Winograd F(2, 3) (3x3x3 / 1x3x3, stride 1, >= 16 channels).
+    ConvWinograd,
     /// Forward conv, row-shift im2col (few output channels).
     ConvRowShift,
     /// Forward conv, plain im2col tile + gemm.
@@ -28,8 +30,9 @@ pub enum KernelPath {
     DepthToSpace,
 }
 
-const PATHS: [KernelPath; 9] = [
+const PATHS: [KernelPath; 10] = [
     KernelPath::ConvDirect,
+    KernelPath::ConvWinograd,
     KernelPath::ConvRowShift,
     KernelPath::ConvIm2col,
     KernelPath::ConvCol2im,
@@ -40,7 +43,7 @@ const PATHS: [KernelPath; 9] = [
     KernelPath::DepthToSpace,
 ];
 
-static COUNTS: [AtomicU64; 9] = [const { AtomicU64::new(0) }; 9];
+static COUNTS: [AtomicU64; 10] = [const { AtomicU64::new(0) }; 10];
 
 impl KernelPath {
     fn index(self) -> usize {

@@ -28,8 +28,9 @@ fn same_conv3d(
     ops::conv3d(x, w, Some(b), options)
 }
 
-const CONV_PATHS: [KernelPath; 3] = [
+const CONV_PATHS: [KernelPath; 4] = [
     KernelPath::ConvDirect,
+    KernelPath::ConvWinograd,
     KernelPath::ConvRowShift,
     KernelPath::ConvIm2col,
 ];
@@ -105,6 +106,8 @@ fn matches_burn_conv3d_forward_and_gradients() {
         (1, 4, 8, [5, 12, 12], [1, 3, 3], [1, 2, 2], 1),
         (2, 8, 16, [9, 8, 7], [1, 1, 1], [2, 2, 2], 1),
         (1, 3, 4, [2, 3, 1], [3, 3, 3], [2, 2, 2], 1),
+        // Winograd F(2, 3): >= 128 tiles of 2x2x2 per item, partial tiles along y and x
+        (1, 32, 24, [12, 9, 15], [3, 3, 3], [1, 1, 1], 1),
     ];
     for &(n, ci, co, [d, h, w], k, stride, dil) in cases {
         let dist = Distribution::Normal(0.0, 1.0);
@@ -122,6 +125,10 @@ fn matches_burn_conv3d_forward_and_gradients() {
         assert_close(&format!("{what} dW"), &fast.dw, &reference.dw, 1e-4);
         assert_close(&format!("{what} dB"), &fast.db, &reference.db, 1e-4);
     }
+    assert!(
+        medseg_kernels::trace::count(KernelPath::ConvWinograd) > 0,
+        "the Winograd case did not take the Winograd path"
+    );
     report_paths("conv3d vs burn");
 }
 
@@ -145,6 +152,8 @@ fn depth_one_kernels_match_burn_conv2d() {
         (4, 1, 16, [32, 24], [3, 3], [1, 1], 1),
         (2, 16, 32, [20, 18], [3, 3], [2, 2], 1),
         (3, 32, 32, [9, 8], [3, 3], [1, 1], 1),
+        // Winograd F(2, 3) on 1x3x3 (>= 128 tiles of 2x2)
+        (2, 32, 40, [27, 20], [3, 3], [1, 1], 1),
         (2, 8, 4, [13, 11], [3, 3], [1, 1], 2),
         (2, 6, 3, [7, 10], [1, 1], [1, 1], 1),
         (1, 4, 8, [9, 9], [3, 5], [2, 1], 1),

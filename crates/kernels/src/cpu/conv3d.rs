@@ -513,6 +513,15 @@ fn forward_paths(
         }
         return out;
     }
+    if super::winograd::applies(s) {
+        trace::hit(KernelPath::ConvWinograd);
+        // SAFETY: out_ptr is valid for len writes; forward_into writes all of them.
+        unsafe {
+            super::winograd::forward_into(x, weight, bias, s, out_ptr);
+            out.set_len(len);
+        }
+        return out;
+    }
     if let Some(rs) = RowShift::for_forward(s) {
         trace::hit(KernelPath::ConvRowShift);
         // SAFETY: as above; every task copies all columns of its rows for every channel.
@@ -1035,6 +1044,53 @@ mod tests {
                     assert!(
                         (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
                         "{s:?} (direct allowed: {allow_direct}): {g} vs {w}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The Winograd kernel on its own (whatever `applies` would choose): odd sizes (partial
+    /// tiles), 1x3x3 and 3x1x3 kernels, blocks of one tile row, bias.
+    #[test]
+    fn winograd_matches_direct_convolution() {
+        use super::super::winograd;
+        let c = |n, ci, co, spatial, kernel| ConvShape {
+            n,
+            ci,
+            co,
+            spatial,
+            kernel,
+            stride: [1; 3],
+            dilation: 1,
+        };
+        let cases = [
+            c(2, 3, 5, [5, 7, 6], [3, 3, 3]),
+            c(1, 4, 3, [4, 4, 4], [3, 3, 3]),
+            c(1, 2, 3, [1, 9, 13], [1, 3, 3]),
+            c(2, 5, 2, [3, 6, 5], [1, 3, 3]),
+            c(1, 3, 4, [7, 2, 9], [3, 1, 3]),
+            c(1, 2, 2, [1, 1, 1], [3, 3, 3]),
+            c(1, 40, 24, [6, 5, 41], [3, 3, 3]),
+        ];
+        for (i, s) in cases.into_iter().enumerate() {
+            let seed = 300 + i as u64;
+            let x = lcg(s.n * s.ci * s.vol(), seed);
+            let wt = lcg(s.co * s.k(), seed + 1);
+            let bias = lcg(s.co, seed + 2);
+            let mut want = naive(&x, &wt, &s);
+            let ovol = s.out_vol();
+            for (i, v) in want.iter_mut().enumerate() {
+                *v += bias[(i / ovol) % s.co];
+            }
+            for isa in winograd::Isa::available() {
+                let mut got = vec![f32::NAN; want.len()];
+                // SAFETY: got holds the whole output; the ISA is this CPU's or narrower.
+                unsafe { winograd::forward_with(isa, &x, &wt, Some(&bias), &s, got.as_mut_ptr()) };
+                for (g, w) in got.iter().zip(&want) {
+                    assert!(
+                        (g - w).abs() <= 1e-5 * (1.0 + w.abs()),
+                        "{s:?} {isa:?}: {g} vs {w}"
                     );
                 }
             }

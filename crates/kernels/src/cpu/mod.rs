@@ -6,6 +6,7 @@ pub mod depth_to_space;
 mod direct_conv;
 pub mod instance_norm;
 pub mod leaky_relu;
+mod winograd;
 
 pub use conv3d::ConvShape;
 
