@@ -1072,6 +1072,9 @@ mod tests {
             c(1, 3, 4, [7, 2, 9], [3, 1, 3]),
             c(1, 2, 2, [1, 1, 1], [3, 3, 3]),
             c(1, 40, 24, [6, 5, 41], [3, 3, 3]),
+            // rows of exactly 32 and of 34 columns: the vector groups' edges
+            c(1, 2, 3, [2, 3, 32], [3, 3, 3]),
+            c(1, 3, 2, [3, 2, 34], [1, 3, 3]),
         ];
         for (i, s) in cases.into_iter().enumerate() {
             let seed = 300 + i as u64;

@@ -518,6 +518,10 @@ impl Block<'_> {
         let (ntx, nt) = (plan.nt[2], self.tiles());
         let lanes = chunk.len() * ntx;
         let plane = &self.x[(self.n * s.ci + ci) * d * h * w..][..d * h * w];
+        // the next channel's rows are far away in memory (a plane apart) and short, so the
+        // hardware prefetchers miss them: each row read here prefetches its twin there
+        let next_plane = (self.n * s.ci + ci + 1) * d * h * w;
+        let next = (ci + 1 < s.ci).then(|| &self.x[next_plane..][..d * h * w]);
         for (rr, r) in chunk.clone().enumerate() {
             let (tz, ty) = self.tile_row(r);
             for a in 0..t0 {
@@ -531,12 +535,16 @@ impl Block<'_> {
                         }
                         continue;
                     }
-                    let src = &plane[(iz as usize * h + iy as usize) * w..][..w];
+                    let row = (iz as usize * h + iy as usize) * w;
+                    let src = &plane[row..][..w];
+                    if let Some(next) = next {
+                        prefetch(&next[row..][..w]);
+                    }
                     if t2 == 4 && self.isa == Isa::Avx512 {
                         // SAFETY: the CPU has AVX-512F (this block runs on Isa::Avx512).
                         #[cfg(target_arch = "x86_64")]
                         unsafe {
-                            x_input_transform_avx512(src, &mut sc.row, &mut sc.a, first, lanes, ntx)
+                            x_input_transform_avx512(src, &mut sc.a, first, lanes, ntx)
                         };
                     } else if t2 == 4 {
                         x_input_transform(src, &mut sc.row, &mut sc.a, first, lanes, ntx);
@@ -674,6 +682,19 @@ impl Block<'_> {
     }
 }
 
+/// Prefetches `row` into L1, one request per cache line.
+#[inline(always)]
+fn prefetch(row: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in row.chunks(16) {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        // SAFETY: a prefetch of an address inside `row`; prefetches never fault.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = row;
+}
+
 /// Bᵀ along x fused with the gather: from one input row, the 4 transformed rows of the
 /// `ntx` tiles along it (`dst[first + c * nt ..][.. ntx]`, c = 0..4). With the row split into
 /// its even (`e`) and odd (`o`) columns of the zero-padded row, tile `j` reads
@@ -711,58 +732,53 @@ fn x_input_transform(
 }
 
 /// [`x_input_transform`] with AVX-512: per 16 tiles, the even and odd columns of the padded
-/// row (and those one tile further) by two-source permutes instead of a scalar split.
+/// row (and those one tile further) by masked loads straight from the input row and
+/// two-source permutes, instead of a padded copy and a scalar split.
 ///
 /// # Safety
 /// The CPU must have AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn x_input_transform_avx512(
-    src: &[f32],
-    row: &mut Vec<f32>,
-    dst: &mut [f32],
-    first: usize,
-    nt: usize,
-    ntx: usize,
-) {
+fn x_input_transform_avx512(src: &[f32], dst: &mut [f32], first: usize, nt: usize, ntx: usize) {
     use std::arch::x86_64::*;
-    let groups = ntx.div_ceil(16);
-    // padded[q] = in[q - 1]; the last group reads up to padded[32 groups + 1]
-    let len = 32 * groups + 2;
-    row.resize(len, 0.0);
-    row[0] = 0.0;
-    row[1..=src.len()].copy_from_slice(src);
-    row[src.len() + 1..].fill(0.0);
     assert!(
         first + 3 * nt + ntx <= dst.len(),
         "x transform rows inside the buffer"
     );
+    let w = src.len() as isize;
+    // the 16 lanes from input column `o` on, with the lanes outside [0, w) masked off (masked
+    // lanes are not read, so the loads never leave `src`): the zero padding for free
+    let load = |o: isize| {
+        let lo = (-o).clamp(0, 16);
+        let hi = (w - o).clamp(0, 16);
+        let mask = if hi > lo {
+            (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as __mmask16
+        } else {
+            0
+        };
+        // SAFETY: only the lanes in the mask, columns [0, w) of src, are read.
+        unsafe { _mm512_maskz_loadu_ps(mask, src.as_ptr().wrapping_offset(o)) }
+    };
     let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-    for g in 0..groups {
-        let j0 = 16 * g;
-        let lanes_here = (ntx - j0).min(16);
-        let mask: __mmask16 = if lanes_here == 16 {
-            !0
-        } else {
-            (1u16 << lanes_here) - 1
-        };
-        // SAFETY: the loads read row[2 j0 .. 2 j0 + 34] (2 j0 + 34 <= len) and the masked
-        // stores write dst[first + c nt + j0 ..][.. lanes_here] (checked above, j0 +
-        // lanes_here <= ntx).
+    for j0 in (0..ntx).step_by(16) {
+        let n = (ntx - j0).min(16);
+        let mask: __mmask16 = if n == 16 { !0 } else { (1u16 << n) - 1 };
+        // padded column q = input column q - 1; tile j reads padded 2j .. 2j + 4
+        let o = 2 * j0 as isize - 1;
+        let (p0, p1, q0, q1) = (load(o), load(o + 16), load(o + 2), load(o + 18));
+        let e = _mm512_permutex2var_ps(p0, even, p1);
+        let od = _mm512_permutex2var_ps(p0, odd, p1);
+        let e1 = _mm512_permutex2var_ps(q0, even, q1);
+        let o1 = _mm512_permutex2var_ps(q0, odd, q1);
+        // SAFETY: the masked stores write dst[first + c nt + j0 ..][.. n] (asserted above,
+        // j0 + n <= ntx).
         unsafe {
-            let p = row.as_ptr().add(2 * j0);
-            let (p0, p1) = (_mm512_loadu_ps(p), _mm512_loadu_ps(p.add(16)));
-            let (q0, q1) = (_mm512_loadu_ps(p.add(2)), _mm512_loadu_ps(p.add(18)));
-            let e = _mm512_permutex2var_ps(p0, even, p1);
-            let o = _mm512_permutex2var_ps(p0, odd, p1);
-            let e1 = _mm512_permutex2var_ps(q0, even, q1);
-            let o1 = _mm512_permutex2var_ps(q0, odd, q1);
             let out = dst.as_mut_ptr().add(first + j0);
             _mm512_mask_storeu_ps(out, mask, _mm512_sub_ps(e, e1));
-            _mm512_mask_storeu_ps(out.add(nt), mask, _mm512_add_ps(o, e1));
-            _mm512_mask_storeu_ps(out.add(2 * nt), mask, _mm512_sub_ps(e1, o));
-            _mm512_mask_storeu_ps(out.add(3 * nt), mask, _mm512_sub_ps(o, o1));
+            _mm512_mask_storeu_ps(out.add(nt), mask, _mm512_add_ps(od, e1));
+            _mm512_mask_storeu_ps(out.add(2 * nt), mask, _mm512_sub_ps(e1, od));
+            _mm512_mask_storeu_ps(out.add(3 * nt), mask, _mm512_sub_ps(od, o1));
         }
     }
 }
