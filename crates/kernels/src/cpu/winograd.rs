@@ -73,6 +73,8 @@ struct Plan {
     nt: [usize; 3],
     /// Tile rows (one `(tile z, tile y)` each) per block.
     rows_per_block: usize,
+    /// A block's tile count is padded to a multiple of this in V and M.
+    pad_to: usize,
 }
 
 impl Plan {
@@ -81,12 +83,42 @@ impl Plan {
         let t = s.kernel.map(|k| if k == 3 { 4 } else { 1 });
         let nt = std::array::from_fn(|a| s.spatial[a].div_ceil(m[a]));
         let budget = (1_500_000 / (64 * (s.ci + s.co))).clamp(16, TARGET_TILES);
-        let rows_per_block = (budget / nt[2].max(1)).max(1);
+        let (rows_per_block, pad_to) = Self::block_rows(nt, s.n, budget);
         Self {
             m,
             t,
             nt,
             rows_per_block,
+            pad_to,
+        }
+    }
+    /// Tile rows per block and the multiple its tile count is padded to (the V and M rows, so
+    /// the gemm's row count). The gemm's full micro-kernel covers 64 rows and its remainder
+    /// kernels are slower, so the block takes the row count (tiles up to `budget` rounded down
+    /// to 64, at least 64) that best fills whole 64s, times how evenly the rows split into
+    /// blocks and the
+    /// blocks over the threads (few-tile layers have only a handful of blocks); when that
+    /// reaches no 85 % of the ideal (very long rows) it takes the most rows under the budget
+    /// and pads to 16 (one vector).
+    fn block_rows(nt: [usize; 3], n: usize, budget: usize) -> (usize, usize) {
+        let (ntx, rows) = (nt[2].max(1), (nt[0] * nt[1]).max(1));
+        let threads = rayon::current_num_threads().max(1);
+        let cap = (budget / 64 * 64).max(64);
+        let score = |r: usize| {
+            let fill = (r * ntx) as f64 / (r * ntx).next_multiple_of(64) as f64;
+            let blocks = rows.div_ceil(r);
+            let even_blocks = rows as f64 / (blocks * r) as f64;
+            let tasks = n * blocks;
+            let even_threads = tasks as f64 / tasks.next_multiple_of(threads) as f64;
+            fill * even_blocks * even_threads
+        };
+        let best = (1..=rows.min(cap / ntx).max(1))
+            .max_by(|&a, &b| score(a).total_cmp(&score(b)).then(a.cmp(&b)))
+            .unwrap_or(1);
+        if score(best) >= 0.85 {
+            (best, 64)
+        } else {
+            ((budget / ntx).clamp(1, rows), 16)
         }
     }
     /// Products per tile and channel pair (64 for 3x3x3, 16 for 1x3x3).
@@ -443,6 +475,13 @@ impl Block<'_> {
         self.rows * self.plan.nt[2]
     }
 
+    /// The tiles padded ([`Plan::block_rows`]): the length of a V or M row. The padding
+    /// lanes hold stale values; each gemm row (tile) depends on its own V row only, so they
+    /// never reach a real tile's output.
+    fn stride(&self) -> usize {
+        self.tiles().next_multiple_of(self.plan.pad_to)
+    }
+
     /// `(tile z, tile y)` of the block's `r`-th tile row.
     fn tile_row(&self, r: usize) -> (usize, usize) {
         let row = self.r0 + r;
@@ -456,7 +495,7 @@ impl Block<'_> {
     /// task. (Inlined into the `target_feature` wrappers, so it is compiled once per ISA.)
     #[inline(always)]
     unsafe fn run(&self, sc: &mut Scratch, out: SharedMut) {
-        let (s, p, nt) = (self.s, self.plan.p(), self.tiles());
+        let (s, p, nt) = (self.s, self.plan.p(), self.stride());
         grow(&mut sc.v, p * s.ci * nt);
         grow(&mut sc.m, p * s.co * nt);
         grow(&mut sc.a, p * nt);
@@ -515,7 +554,7 @@ impl Block<'_> {
         let [t0, t1, t2] = plan.t;
         let [m0, m1, _] = plan.m;
         let pad = plan.t.map(|t| if t == 4 { 1isize } else { 0 });
-        let (ntx, nt) = (plan.nt[2], self.tiles());
+        let (ntx, nt) = (plan.nt[2], self.stride());
         let lanes = chunk.len() * ntx;
         let plane = &self.x[(self.n * s.ci + ci) * d * h * w..][..d * h * w];
         // the next channel's rows are far away in memory (a plane apart) and short, so the
@@ -614,7 +653,7 @@ impl Block<'_> {
     ) {
         let (s, plan) = (self.s, self.plan);
         let [d, h, w] = s.spatial;
-        let (ntx, nt) = (plan.nt[2], self.tiles());
+        let (ntx, nt) = (plan.nt[2], self.stride());
         let lanes = chunk.len() * ntx;
         // z, then y (the 3-wide ones); the first pass reads M[p][co] rows
         let mut dims = plan.t;
