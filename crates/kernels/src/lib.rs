@@ -1,8 +1,9 @@
 //! medseg-kernels: medseg's hand-written CPU kernels and their place in burn.
 //!
 //! ```text
-//! cpu/    raw-slice kernels (no burn): 3D conv (direct AVX-512, row-shift and plain im2col +
-//!         gemm, col2im), fused instance norm + LeakyReLU, LeakyReLU, depth-to-space
+//! cpu/    raw-slice kernels (no burn): 3D conv (direct AVX-512, Winograd F(2,3), row-shift
+//!         and plain im2col + gemm, col2im), fused instance norm + LeakyReLU, LeakyReLU,
+//!         depth-to-space
 //! flex/   each kernel registered as a burn backend extension op: a Flex body that calls
 //!         cpu/, an Autodiff body with a hand-written backward            (feature `burn`)
 //! ops     what model code calls: conv3d / conv2d / conv_transpose* / instance_norm(_leaky_relu)
