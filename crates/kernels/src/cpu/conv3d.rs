@@ -17,8 +17,9 @@
 //! `K = Ci * kd * kh * kw`, `L = rows * W`. All tensors are contiguous f32.
 //!
 //! The forward pass (and so the stride-1 input gradient) of 3x3x3 and 1x3x3 stride-1 convs
-//! with enough channels and tiles goes to [`super::winograd`] instead (3.4x / 2.25x fewer
-//! multiply-adds); narrow ones (<= 16 output channels) to the direct AVX-512 kernel.
+//! with enough channels and tiles goes to the Winograd F(2,3) kernel (`cpu/winograd.rs`)
+//! instead (3.4x / 2.25x fewer multiply-adds); narrow ones (<= 16 output channels) to the
+//! direct AVX-512 kernel.
 
 use gemm::{Parallelism, gemm};
 
