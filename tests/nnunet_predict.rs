@@ -152,3 +152,153 @@ fn metaimage_and_nrrd_inputs_give_outputs_in_their_format() {
         );
     }
 }
+
+/// Copies a model folder (plans, dataset.json, fold_0's checkpoint) to `dst`.
+fn copy_model(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst.join("fold_0")).unwrap();
+    for f in ["plans.json", "dataset.json", "fold_0/checkpoint_final.pth"] {
+        std::fs::copy(src.join(f), dst.join(f)).unwrap();
+    }
+}
+
+#[test]
+fn nnunet_postprocessing_is_applied_when_asked_and_pointed_at_otherwise() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp
+        .path()
+        .join("nnUNetTrainer_MedsegFixture__nnUNetPlans__3d_fullres");
+    copy_model(
+        &fixtures().join(
+            "models/Dataset901_FixtureMR/nnUNetTrainer_MedsegFixture__nnUNetPlans__3d_fullres",
+        ),
+        &model,
+    );
+    // where nnUNetv2_find_best_configuration leaves it
+    let pkl = model.join("crossval_results_folds_0/postprocessing.pkl");
+    std::fs::create_dir_all(pkl.parent().unwrap()).unwrap();
+    std::fs::copy(fixtures().join("postprocessing/per_label.pkl"), &pkl).unwrap();
+    let input = fixtures().join("inputs/Dataset901_FixtureMR/imagesTs");
+    let run = |out: &Path, extra: &[&Path]| {
+        let mut a: Vec<&std::ffi::OsStr> = vec!["predict".as_ref(), "--model".as_ref()];
+        a.extend([model.as_os_str(), "--input".as_ref(), input.as_os_str()]);
+        a.extend(["-o".as_ref(), out.as_os_str(), "--no-tta".as_ref()]);
+        a.extend(extra.iter().map(|p| p.as_os_str()));
+        let r = medseg(&a);
+        let stderr = String::from_utf8_lossy(&r.stderr).to_string();
+        assert!(r.status.success(), "{stderr}");
+        stderr
+    };
+    let plain = tmp.path().join("plain");
+    let said = run(&plain, &[]);
+    assert!(
+        said.contains("not applied") && said.contains("--postprocessing"),
+        "{said}"
+    );
+    let applied = tmp.path().join("pp");
+    let said = run(&applied, &[Path::new("--postprocessing"), &pkl]);
+    assert!(said.contains("keep the largest component"), "{said}");
+
+    let pp = medseg_nnunet::NnUnetPostprocessing::read(&pkl).unwrap();
+    let mut changed = 0;
+    for case in ["mr_100", "mr_101"] {
+        let nnunet = fixtures().join(format!("expected/iso_3d_plain__f0__notta/{case}.nii.gz"));
+        let raw = medseg_volume::read_labels(&nnunet).unwrap().data;
+        let got = medseg_volume::read_labels(&plain.join(format!("{case}.nii.gz"))).unwrap();
+        assert_eq!(
+            got.data, raw,
+            "{case}: without --postprocessing, nnUNetv2_predict's"
+        );
+        let mut want = raw.clone();
+        pp.apply(&mut want);
+        let got = medseg_volume::read_labels(&applied.join(format!("{case}.nii.gz"))).unwrap();
+        assert_eq!(got.data, want, "{case}: with --postprocessing");
+        changed += raw.iter().zip(&want).filter(|(a, b)| a != b).count();
+    }
+    assert!(
+        changed > 0,
+        "the postprocessing must change a case to test anything"
+    );
+}
+
+#[test]
+fn postprocessing_is_refused_for_medseg_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = medseg(&[
+        "predict".as_ref(),
+        "--model".as_ref(),
+        tmp.path().as_os_str(),
+        "--input".as_ref(),
+        tmp.path().as_os_str(),
+        "-o".as_ref(),
+        tmp.path().join("o").as_os_str(),
+        "--postprocessing".as_ref(),
+        tmp.path().join("pp.pkl").as_os_str(),
+    ]);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(
+        err.contains("--postprocessing applies to nnU-Net model folders"),
+        "{err}"
+    );
+}
+
+#[test]
+fn several_model_folders_are_ensembled_as_nnunet_ensemble_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let models = fixtures().join("models/Dataset901_FixtureMR");
+    let (m3d, m2d) = (
+        models.join("nnUNetTrainer_MedsegFixture__nnUNetPlans__3d_fullres"),
+        models.join("nnUNetTrainer_MedsegFixture__nnUNetPlans__2d"),
+    );
+    let input = fixtures().join("inputs/Dataset901_FixtureMR/imagesTs");
+    let out = tmp.path().join("pred");
+    let args = [
+        "predict".as_ref(),
+        "--model".as_ref(),
+        m3d.as_os_str(),
+        "--model".as_ref(),
+        m2d.as_os_str(),
+        "--folds".as_ref(),
+        "0".as_ref(),
+        "--input".as_ref(),
+        input.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+        "--no-tta".as_ref(),
+    ];
+    ok(&args);
+    for case in ["mr_100", "mr_101"] {
+        let got = medseg_volume::read_labels(&out.join(format!("{case}.nii.gz"))).unwrap();
+        let expected = fixtures().join(format!(
+            "expected/ensemble_iso_3d_2d__f0__notta/{case}.nii.gz"
+        ));
+        let want = medseg_volume::read_labels(&expected).unwrap();
+        let same = got
+            .data
+            .iter()
+            .zip(&want.data)
+            .filter(|(a, b)| a == b)
+            .count();
+        assert!(
+            same as f64 >= 0.999 * want.data.len() as f64,
+            "{case}: {same}/{} voxels equal to nnUNetv2_ensemble's",
+            want.data.len()
+        );
+    }
+
+    // an nnU-Net folder and something else
+    let run = medseg(&[
+        "predict".as_ref(),
+        "--model".as_ref(),
+        m3d.as_os_str(),
+        "--model".as_ref(),
+        tmp.path().as_os_str(),
+        "--input".as_ref(),
+        input.as_os_str(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ]);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(err.contains("not an nnU-Net model folder"), "{err}");
+}

@@ -130,6 +130,7 @@ pub fn run(args: &DemoArgs) -> Result<()> {
         models: vec![run_dir.clone()],
         folds: Vec::new(),
         checkpoint: super::predict::CheckpointArg::Final,
+        postprocessing: None,
         input: data.join("imagesTs"),
         output_format: None,
         series: None,

@@ -4,7 +4,9 @@ use super::args::{DeviceArgs, ThreadArgs};
 use super::predict_output::{DoneMarker, Failure, lock_output, write_failures};
 use anyhow::{Context, Result, bail};
 use medseg_infer::{PredictionLayout, Predictor, RunDir, select_device, write_prediction};
-use medseg_nnunet::{CheckpointChoice, ModelFolder, NnUnetPredictor};
+use medseg_nnunet::{
+    CheckpointChoice, ModelFolder, NnUnetPostprocessing, NnUnetPredictor, ensemble_cases,
+};
 use medseg_volume::{
     DicomOptions, ImageFormat, MultiChannel, Volume, WriteOptions, is_dicom_dir, read_channels,
     read_dicom, read_header, write_channels, write_image,
@@ -19,11 +21,14 @@ use std::path::{Path, PathBuf};
 /// nnUNetv2_train writes it: plans.json, dataset.json, fold_N/checkpoint_final.pth), recognized
 /// without a flag and run natively with nnU-Net's own preprocessing, sliding window (float16
 /// accumulation, Gaussian weights, mirroring TTA) and export: --folds picks folds (default:
-/// every fold present), --checkpoint best uses checkpoint_best.pth. Supported: PlainConvUNet
-/// and ResidualEncoderUNet (ResEnc presets), 2d and 3d_fullres (and 3d_lowres) configurations;
-/// cascades and region-based models are refused with the reason.
+/// every fold present), --checkpoint best uses checkpoint_best.pth, --postprocessing applies
+/// nnU-Net's postprocessing.pkl. Supported: PlainConvUNet and ResidualEncoderUNet (ResEnc
+/// presets), 2d and 3d_fullres (and 3d_lowres) configurations, label- and region-based models
+/// (sigmoid outputs, regions_class_order); cascades are refused with the reason.
 ///
-/// Several --model runs (folds of one experiment) are ensembled by averaging probabilities.
+/// Several --model runs (folds of one experiment), or several nnU-Net model folders (the
+/// configurations nnUNetv2_find_best_configuration ensembles), are ensembled by averaging
+/// probabilities.
 /// Applies the run's plan (orientation, crop, resampling, normalization), runs the Gaussian
 /// sliding window with mirroring TTA, maps probabilities back onto each input's grid, takes
 /// the argmax and applies the run's postprocessing (its `[postprocess]`, then the
@@ -49,8 +54,9 @@ use std::path::{Path, PathBuf};
 /// (OUTPUT/.medseg/CASE.done); one predict at a time writes a folder (or one per --shard).
 #[derive(clap::Args, Debug, Clone)]
 pub struct PredictArgs {
-    /// Run directory from `medseg train` (repeat to ensemble folds), or one nnU-Net v2 model
-    /// folder.
+    /// Run directory from `medseg train` (repeat to ensemble folds), or an nnU-Net v2 model
+    /// folder (repeat to ensemble configurations, as nnUNetv2_ensemble: e.g. 2d and
+    /// 3d_fullres).
     #[arg(long = "model", required = true, value_name = "RUN_DIR|NNUNET_MODEL")]
     pub models: Vec<PathBuf>,
     /// nnU-Net model folders: the folds to ensemble, e.g. 0,1,2 or all (default: every
@@ -60,6 +66,12 @@ pub struct PredictArgs {
     /// nnU-Net model folders: which checkpoint of each fold.
     #[arg(long, value_enum, default_value_t = CheckpointArg::Final)]
     pub checkpoint: CheckpointArg,
+    /// nnU-Net model folders: apply nnU-Net's postprocessing file to each label map, as
+    /// nnUNetv2_apply_postprocessing does: postprocessing.pkl (or .json) from
+    /// nnUNetv2_find_best_configuration, in MODEL/crossval_results_folds_0_1_2_3_4/. Without
+    /// it, none is applied (as nnUNetv2_predict).
+    #[arg(long, value_name = "FILE")]
+    pub postprocessing: Option<PathBuf>,
     /// An image file, or a folder of them (nnU-Net channel naming: CASE_0000.nii.gz, ...):
     /// NIfTI, MetaImage (.mha/.mhd), NRRD (.nrrd/.nhdr) or PNG/TIFF; or a DICOM series folder
     /// (one case named after the folder), or a folder of DICOM series folders (one case
@@ -78,7 +90,8 @@ pub struct PredictArgs {
     #[arg(long, short = 'o', alias = "out", value_name = "DIR")]
     pub output: PathBuf,
     /// Also write float32 per-class probabilities to DIR/probabilities/CASE.nii.gz (4D,
-    /// background first: the layout `medseg evaluate --prob` reads).
+    /// background first: the layout `medseg evaluate --prob` reads; a region-based nnU-Net
+    /// model's are its regions' sigmoid outputs, in dataset.json order).
     #[arg(long)]
     pub probabilities: bool,
     /// Disable mirroring test-time augmentation (about 8x faster in 3D).
@@ -307,21 +320,22 @@ pub struct PredictReport {
 /// What runs the cases: medseg runs, or an nnU-Net v2 model folder.
 enum Engine {
     Medseg(Box<Predictor>),
-    NnUnet(Box<NnUnetPredictor>),
+    /// One nnU-Net model folder, or several ensembled; then nnU-Net's postprocessing.
+    NnUnet(Vec<NnUnetPredictor>, Option<NnUnetPostprocessing>),
 }
 
 impl Engine {
     fn channels(&self) -> usize {
         match self {
             Engine::Medseg(p) => p.plan.channel_names.len(),
-            Engine::NnUnet(p) => p.num_channels(),
+            Engine::NnUnet(p, _) => p[0].num_channels(),
         }
     }
 
     fn num_classes(&self) -> usize {
         match self {
             Engine::Medseg(p) => p.num_classes,
-            Engine::NnUnet(p) => p.num_classes(),
+            Engine::NnUnet(p, _) => p[0].num_classes(),
         }
     }
 
@@ -338,16 +352,30 @@ impl Engine {
                 let pred = p.predict(case, images, probabilities, on_window)?;
                 Ok((pred.labels, pred.probabilities))
             }
-            Engine::NnUnet(p) => {
+            Engine::NnUnet(predictors, postprocessing) => {
                 let s = images.geometry.spacing;
-                let out = p.predict(case, images.data.view(), [s[2], s[1], s[0]], on_window)?;
+                let spacing = [s[2], s[1], s[0]];
+                let outs = predictors
+                    .iter()
+                    .map(|p| p.predict(case, images.data.view(), spacing, on_window))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let regions = predictors[0].folder.dataset.regions.as_ref();
+                let mut out = match <[_; 1]>::try_from(outs) {
+                    Ok([one]) => one,
+                    Err(outs) => ensemble_cases(outs, regions)
+                        .context("the ensembled models' outputs differ in shape")?,
+                };
+                if let Some(pp) = postprocessing {
+                    pp.apply(&mut out.segmentation);
+                }
                 Ok((out.segmentation, probabilities.then_some(out.probabilities)))
             }
         }
     }
 }
 
-/// An nnU-Net model folder given as the only --model.
+/// nnU-Net model folders given as --model: one, or several to ensemble (nnUNetv2_ensemble:
+/// each folder's probabilities averaged), never mixed with medseg runs.
 fn nnunet_engine(args: &PredictArgs) -> Result<Option<Engine>> {
     let nnunet: Vec<&PathBuf> = args
         .models
@@ -360,28 +388,98 @@ fn nnunet_engine(args: &PredictArgs) -> Result<Option<Engine>> {
                 "--folds and --checkpoint apply to nnU-Net model folders; for medseg runs give one --model per fold"
             );
         }
+        if args.postprocessing.is_some() {
+            bail!(
+                "--postprocessing applies to nnU-Net model folders; a medseg run applies its own (RUN/postprocessing.json)"
+            );
+        }
         return Ok(None);
     }
-    if args.models.len() > 1 {
+    if let Some(run) = args.models.iter().find(|m| !ModelFolder::looks_like(m)) {
         bail!(
-            "{}: an nnU-Net model folder is given alone (its folds are chosen with --folds), not with other --model folders",
-            nnunet[0].display()
+            "{}: not an nnU-Net model folder (no plans.json and dataset.json); nnU-Net model folders are ensembled with each other only, not with medseg runs",
+            run.display()
         );
     }
     if args.overlap.is_some() {
         bail!("--overlap: nnU-Net models run with nnU-Net's own step size 0.5");
     }
-    let folder = ModelFolder::open(nnunet[0])?;
-    let folds = folder.select_folds(&args.folds)?;
-    eprintln!("{}", folder.describe(&folds));
     let checkpoint = match args.checkpoint {
         CheckpointArg::Final => CheckpointChoice::Final,
         CheckpointArg::Best => CheckpointChoice::Best,
     };
+    let mut folders = Vec::with_capacity(nnunet.len());
+    for dir in &nnunet {
+        let folder = ModelFolder::open(dir)?;
+        let folds = folder.select_folds(&args.folds)?;
+        eprintln!("{}", folder.describe(&folds));
+        if let Some(first) = folders.first().map(|(f, _): &(ModelFolder, _)| f) {
+            check_ensemble_member(first, &folder)?;
+        }
+        folders.push((folder, folds));
+    }
+    let postprocessing = nnunet_postprocessing(args, &folders)?;
     args.device.device.announce()?;
     let device = select_device(&args.device.device.name())?;
-    let p = NnUnetPredictor::load(folder, folds, checkpoint, !args.no_tta, &device)?;
-    Ok(Some(Engine::NnUnet(Box::new(p))))
+    let predictors = folders
+        .into_iter()
+        .map(|(folder, folds)| {
+            NnUnetPredictor::load(folder, folds, checkpoint, !args.no_tta, &device)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(Engine::NnUnet(predictors, postprocessing)))
+}
+
+/// Folders ensembled together must predict the same things from the same channels.
+fn check_ensemble_member(first: &ModelFolder, other: &ModelFolder) -> Result<()> {
+    let (a, b) = (&first.dataset, &other.dataset);
+    if a.labels != b.labels || a.regions != b.regions {
+        bail!(
+            "{}: labels {:?} differ from {}'s {:?}; only models of the same labels are ensembled",
+            b.path.display(),
+            b.labels,
+            a.path.display(),
+            a.labels
+        );
+    }
+    if a.num_channels() != b.num_channels() {
+        bail!(
+            "{}: {} input channels, but {} has {}; only models of the same inputs are ensembled",
+            b.path.display(),
+            b.num_channels(),
+            a.path.display(),
+            a.num_channels()
+        );
+    }
+    Ok(())
+}
+
+/// `--postprocessing`, read and announced; without it, a hint when a single model folder
+/// holds one (an ensemble's is in nnUNet_results/DATASET/ensembles/).
+fn nnunet_postprocessing(
+    args: &PredictArgs,
+    folders: &[(ModelFolder, Vec<String>)],
+) -> Result<Option<NnUnetPostprocessing>> {
+    let Some(path) = &args.postprocessing else {
+        if let [(folder, _)] = folders
+            && let Some(found) = folder.postprocessing_files().first()
+        {
+            eprintln!(
+                "not applied (as nnUNetv2_predict): {}; add --postprocessing {} to apply it",
+                found.display(),
+                found.display()
+            );
+        }
+        return Ok(None);
+    };
+    let pp = NnUnetPostprocessing::read(path)?;
+    let from = if pp.read_from != *path {
+        format!(" (label values from {})", pp.read_from.display())
+    } else {
+        String::new()
+    };
+    eprintln!("postprocessing {}{from}: {}", path.display(), pp.describe());
+    Ok(Some(pp))
 }
 
 /// Opens the runs and builds the predictor (inference settings from the first run, with the

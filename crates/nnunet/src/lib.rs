@@ -21,20 +21,22 @@ mod export;
 mod model_folder;
 mod network;
 mod plans;
+mod postprocessing;
 mod predict;
 mod preprocess;
 mod resample;
 mod weights;
 
 pub use checkpoint::{NnUnetCheckpoint, StateTensor};
-pub use dataset_json::DatasetJson;
+pub use dataset_json::{DatasetJson, Regions};
 pub use error::NnUnetError;
-pub use export::{ExportedCase, export_case};
+pub use export::{ExportedCase, ensemble_cases, export_case};
 pub use model_folder::{CheckpointChoice, ModelFolder, NnUnetPredictor};
 pub use network::{NetworkClass, NetworkSpec, NnUnetNetwork};
 pub use plans::{
     ArchKwargs, Architecture, Configuration, IntensityProperties, Plans, ResamplingKwargs,
 };
+pub use postprocessing::{KeepLargestStep, NnUnetPostprocessing};
 pub use predict::{SlidingWindowSettings, gaussian_f16, predict_logits, tile_origins};
 pub use preprocess::{PreprocessedCase, preprocess_case};
 pub use resample::{resample_channel, resize, separate_z_axis};

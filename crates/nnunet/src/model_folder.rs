@@ -99,7 +99,7 @@ impl ModelFolder {
             &a.network_class_name,
             &a.arch_kwargs,
             self.dataset.num_channels(),
-            self.dataset.num_classes(),
+            self.dataset.num_outputs(),
         )
     }
 
@@ -112,8 +112,12 @@ impl ModelFolder {
             .rsplit('.')
             .next()
             .unwrap_or("?");
+        let outputs = match &self.dataset.regions {
+            Some(r) => format!(", region-based ({} sigmoid outputs)", r.members.len()),
+            None => String::new(),
+        };
         format!(
-            "nnU-Net model {}: configuration {}, {class} {:?}, patch {:?}, folds {}",
+            "nnU-Net model {}: configuration {}, {class} {:?}{outputs}, patch {:?}, folds {}",
             self.dir.display(),
             self.configuration.name,
             self.configuration
@@ -123,6 +127,26 @@ impl ModelFolder {
             self.configuration.patch_size,
             folds.join(", ")
         )
+    }
+
+    /// The `postprocessing.pkl` files `nnUNetv2_find_best_configuration` left in the folder
+    /// (`crossval_results_folds_*/`), sorted. nnUNetv2_predict does not apply them.
+    pub fn postprocessing_files(&self) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut found: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("crossval_results_folds_")
+            })
+            .map(|e| e.path().join("postprocessing.pkl"))
+            .filter(|p| p.is_file())
+            .collect();
+        found.sort();
+        found
     }
 
     /// `requested`: fold names (`0`, `1`, `all`) or empty for every fold present (nnU-Net's
@@ -267,8 +291,9 @@ impl NnUnetPredictor {
         self.folder.dataset.num_channels()
     }
 
+    /// One more than the largest label value of a segmentation (the label maps' value range).
     pub fn num_classes(&self) -> usize {
-        self.folder.dataset.num_classes()
+        self.folder.dataset.num_label_values()
     }
 
     /// Whether mirroring TTA runs.
@@ -301,7 +326,7 @@ impl NnUnetPredictor {
         predict_logits(
             pre.data.view(),
             &self.networks,
-            self.num_classes(),
+            self.folder.dataset.num_outputs(),
             &self.settings,
             &self.device,
             on_tile,
@@ -323,6 +348,7 @@ impl NnUnetPredictor {
             &pre,
             &self.folder.plans,
             &self.folder.configuration,
+            self.folder.dataset.regions.as_ref(),
         ))
     }
 }

@@ -5,7 +5,7 @@
 
 use burn::tensor::Device;
 use half::f16;
-use medseg_nnunet::{CheckpointChoice, ModelFolder, NnUnetPredictor};
+use medseg_nnunet::{CheckpointChoice, ExportedCase, ModelFolder, NnUnetPredictor, ensemble_cases};
 use ndarray::{Array4, ArrayD, IxDyn};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -168,58 +168,131 @@ fn predictions_match_nnunet_predict() {
         let p = predictor(model, &folds, run["tta"].as_bool().unwrap());
         let dataset = model["dataset"].as_str().unwrap();
         for (case, expect) in run["cases"].as_object().unwrap() {
-            let files = case_files(dataset, case, p.num_channels());
-            let (data, spacing) = read_case(&files);
-            let out = p
-                .predict(case, data.view(), spacing, &mut |_, _| {})
-                .unwrap();
-            let dir = root().join("expected").join(run_name);
-            let seg =
-                medseg_volume::read_labels(&dir.join(expect["segmentation"].as_str().unwrap()))
-                    .unwrap();
-            assert_eq!(
-                seg.data.shape(),
-                out.segmentation.shape(),
-                "{run_name}/{case}: shape"
-            );
-            let n = seg.data.len();
-            let same = seg
-                .data
+            let seg = expect["segmentation"].as_str().unwrap();
+            let probs = expect["probabilities"].as_str().unwrap();
+            compare_with_nnunet(&p, dataset, run_name, case, seg, probs);
+        }
+    }
+}
+
+/// medseg's prediction of `case` against `expected/RUN/SEG` and `expected/RUN/PROBS`.
+fn compare_with_nnunet(
+    p: &NnUnetPredictor,
+    dataset: &str,
+    run_name: &str,
+    case: &str,
+    seg_file: &str,
+    probs_file: &str,
+) {
+    let out = predict_case(p, dataset, case);
+    let files = (seg_file, probs_file);
+    compare_outputs(out, p.num_classes(), run_name, case, files);
+}
+
+fn predict_case(p: &NnUnetPredictor, dataset: &str, case: &str) -> ExportedCase {
+    let (data, spacing) = read_case(&case_files(dataset, case, p.num_channels()));
+    p.predict(case, data.view(), spacing, &mut |_, _| {})
+        .unwrap()
+}
+
+/// `out` against `expected/RUN/SEG` and `expected/RUN/PROBS`: >= 99.9 % of voxels equal,
+/// Dice >= 0.999 per label, probabilities within 2e-3 (float16 storage).
+fn compare_outputs(
+    out: ExportedCase,
+    num_classes: usize,
+    run_name: &str,
+    case: &str,
+    (seg_file, probs_file): (&str, &str),
+) {
+    let dir = root().join("expected").join(run_name);
+    let seg = medseg_volume::read_labels(&dir.join(seg_file)).unwrap();
+    assert_eq!(
+        seg.data.shape(),
+        out.segmentation.shape(),
+        "{run_name}/{case}: shape"
+    );
+    let n = seg.data.len();
+    let same = seg
+        .data
+        .iter()
+        .zip(out.segmentation.iter())
+        .filter(|(a, b)| a == b)
+        .count();
+    assert!(
+        same as f64 >= 0.999 * n as f64,
+        "{run_name}/{case}: {same}/{n} voxels equal"
+    );
+    for label in 1..num_classes as u16 {
+        let (mut both, mut a, mut b) = (0usize, 0usize, 0usize);
+        for (&x, &y) in seg.data.iter().zip(out.segmentation.iter()) {
+            both += usize::from(x == label && y == label);
+            a += usize::from(x == label);
+            b += usize::from(y == label);
+        }
+        let dice = if a + b == 0 {
+            1.0
+        } else {
+            2.0 * both as f64 / (a + b) as f64
+        };
+        assert!(
+            dice >= 0.999,
+            "{run_name}/{case}: Dice of label {label} vs nnU-Net {dice}"
+        );
+    }
+    let probs = npz(&dir.join(probs_file), "probabilities");
+    let worst = max_abs_diff(&out.probabilities.into_dyn(), &probs);
+    eprintln!("{run_name}/{case}: {same}/{n} voxels equal, max |p diff| {worst}");
+    assert!(
+        worst <= 2e-3,
+        "{run_name}/{case}: probabilities differ by {worst}"
+    );
+}
+
+/// The region-based model of regions/generate.py (sigmoid outputs, regions_class_order).
+#[test]
+fn region_based_predictions_match_nnunet_predict() {
+    let m: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("regions/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let dataset = m["dataset"].as_str().unwrap();
+    let model = serde_json::json!({"folder": m["model"]});
+    for (run_name, run) in m["runs"].as_object().unwrap() {
+        let p = predictor(&model, &["0".to_string()], run["tta"].as_bool().unwrap());
+        assert!(p.folder.dataset.regions.is_some());
+        for case in run["cases"].as_object().unwrap().keys() {
+            let (seg, probs) = (format!("{case}.nii.gz"), format!("{case}.npz"));
+            compare_with_nnunet(&p, dataset, run_name, case, &seg, &probs);
+        }
+    }
+}
+
+/// `nnUNetv2_ensemble` of two configurations (ensemble/generate.py): the exported
+/// probabilities averaged, then the argmax.
+#[test]
+fn ensembles_match_nnunet_ensemble() {
+    let m: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("ensemble/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let dataset = m["dataset"].as_str().unwrap();
+    for (run_name, run) in m["runs"].as_object().unwrap() {
+        let tta = run["tta"].as_bool().unwrap();
+        let members: Vec<NnUnetPredictor> = m["models"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|folder| predictor(&serde_json::json!({"folder": folder}), &["0".into()], tta))
+            .collect();
+        for case in run["cases"].as_object().unwrap().keys() {
+            let outs = members
                 .iter()
-                .zip(out.segmentation.iter())
-                .filter(|(a, b)| a == b)
-                .count();
-            assert!(
-                same as f64 >= 0.999 * n as f64,
-                "{run_name}/{case}: {same}/{n} voxels equal"
-            );
-            for label in 1..p.num_classes() as u16 {
-                let (mut both, mut a, mut b) = (0usize, 0usize, 0usize);
-                for (&x, &y) in seg.data.iter().zip(out.segmentation.iter()) {
-                    both += usize::from(x == label && y == label);
-                    a += usize::from(x == label);
-                    b += usize::from(y == label);
-                }
-                let dice = if a + b == 0 {
-                    1.0
-                } else {
-                    2.0 * both as f64 / (a + b) as f64
-                };
-                assert!(
-                    dice >= 0.999,
-                    "{run_name}/{case}: Dice of label {label} vs nnU-Net {dice}"
-                );
-            }
-            let probs = npz(
-                &dir.join(expect["probabilities"].as_str().unwrap()),
-                "probabilities",
-            );
-            let worst = max_abs_diff(&out.probabilities.into_dyn(), &probs);
-            eprintln!("{run_name}/{case}: {same}/{n} voxels equal, max |p diff| {worst}");
-            assert!(
-                worst <= 2e-3,
-                "{run_name}/{case}: probabilities differ by {worst}"
-            );
+                .map(|p| predict_case(p, dataset, case))
+                .collect();
+            let out = ensemble_cases(outs, None).unwrap();
+            let (seg, probs) = (format!("{case}.nii.gz"), format!("{case}.npz"));
+            let files = (seg.as_str(), probs.as_str());
+            compare_outputs(out, members[0].num_classes(), run_name, case, files);
         }
     }
 }

@@ -28,7 +28,7 @@ fn check(model: &str, folder: &str, configuration: &str) {
         &cfg.architecture.network_class_name,
         &cfg.architecture.arch_kwargs,
         dataset.num_channels(),
-        dataset.num_classes(),
+        dataset.num_outputs(),
     )
     .unwrap();
     let ckpt = NnUnetCheckpoint::read(&dir.join("fold_0/checkpoint_final.pth")).unwrap();

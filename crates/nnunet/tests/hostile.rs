@@ -94,12 +94,48 @@ fn unsupported_architectures_and_broken_json_name_the_file() {
 
     std::fs::write(&plans_path, &text).unwrap();
     let ds = dir.join("dataset.json");
-    std::fs::write(&ds, r#"{"channel_names": {"0": "T1", "1": "T2"}, "labels": {"background": 0, "whole": [1, 2]}, "file_ending": ".nii.gz", "regions_class_order": [1]}"#).unwrap();
+    let regions = |extra: &str| {
+        format!(
+            r#"{{"channel_names": {{"0": "T1", "1": "T2"}}, "labels": {{"background": 0, "whole": [1, 2], "box": 2}}, "file_ending": ".nii.gz"{extra}}}"#
+        )
+    };
+    for (extra, says) in [
+        ("", "regions_class_order is missing"),
+        (
+            r#", "regions_class_order": [1]"#,
+            "2 foreground regions but regions_class_order has 1",
+        ),
+        (
+            r#", "regions_class_order": [1, -2]"#,
+            "-2 is not a label value",
+        ),
+    ] {
+        std::fs::write(&ds, regions(extra)).unwrap();
+        let err = load(&dir).unwrap_err();
+        assert!(err.contains("dataset.json") && err.contains(says), "{err}");
+    }
+    let no_background = r#"{"channel_names": {"0": "T1", "1": "T2"}, "labels": {"sphere": 1, "box": 2}, "file_ending": ".nii.gz"}"#;
+    std::fs::write(&ds, no_background).unwrap();
     let err = load(&dir).unwrap_err();
     assert!(
-        err.contains("dataset.json") && err.contains("region"),
+        err.contains("dataset.json") && err.contains("background"),
         "{err}"
     );
+}
+
+#[test]
+fn the_ignore_label_is_not_a_network_output() {
+    // nnU-Net's LabelManager leaves `ignore` out of the labels (and so of the outputs)
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = copy_model(tmp.path());
+    let ds = dir.join("dataset.json");
+    let mut d: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&ds).unwrap()).unwrap();
+    d["labels"]["ignore"] = 3.into();
+    std::fs::write(&ds, d.to_string()).unwrap();
+    let folder = ModelFolder::open(&dir).unwrap();
+    assert_eq!(folder.dataset.num_outputs(), 3);
+    assert!(load(&dir).is_ok());
 }
 
 #[test]
