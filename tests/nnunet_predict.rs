@@ -302,3 +302,27 @@ fn several_model_folders_are_ensembled_as_nnunet_ensemble_does() {
     assert!(!run.status.success());
     assert!(err.contains("not an nnU-Net model folder"), "{err}");
 }
+
+#[test]
+fn overlap_outside_zero_to_one_is_refused_for_nnunet_models() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = fixtures().join("inputs/Dataset902_FixtureAnisoCT/imagesTs");
+    let model = aniso_model();
+    let run = medseg(&[
+        "predict".as_ref(),
+        "--model".as_ref(),
+        model.as_os_str(),
+        "--input".as_ref(),
+        input.as_os_str(),
+        "-o".as_ref(),
+        tmp.path().as_os_str(),
+        "--overlap".as_ref(),
+        "1.5".as_ref(),
+    ]);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(
+        err.contains("--overlap 1.5") && err.contains("step_size"),
+        "{err}"
+    );
+}

@@ -97,7 +97,8 @@ pub struct PredictArgs {
     /// Disable mirroring test-time augmentation (about 8x faster in 3D).
     #[arg(long)]
     pub no_tta: bool,
-    /// Sliding-window overlap in [0, 1) (default: the run's, 0.5).
+    /// Sliding-window overlap in [0, 1) (default: the run's, 0.5; nnU-Net models: nnU-Net's
+    /// -step_size is 1 - overlap, default 0.5).
     #[arg(long, value_name = "FRACTION")]
     pub overlap: Option<f64>,
     /// Skip cases whose outputs were all written completely (to finish an interrupted or
@@ -401,9 +402,12 @@ fn nnunet_engine(args: &PredictArgs) -> Result<Option<Engine>> {
             run.display()
         );
     }
-    if args.overlap.is_some() {
-        bail!("--overlap: nnU-Net models run with nnU-Net's own step size 0.5");
-    }
+    // nnU-Net's -step_size is the complement of the overlap
+    let step_size = match args.overlap {
+        None => 0.5,
+        Some(o) if (0.0..1.0).contains(&o) => 1.0 - o,
+        Some(o) => bail!("--overlap {o}: must be in [0, 1) (nnU-Net's -step_size = 1 - overlap)"),
+    };
     let checkpoint = match args.checkpoint {
         CheckpointArg::Final => CheckpointChoice::Final,
         CheckpointArg::Best => CheckpointChoice::Best,
@@ -424,7 +428,8 @@ fn nnunet_engine(args: &PredictArgs) -> Result<Option<Engine>> {
     let predictors = folders
         .into_iter()
         .map(|(folder, folds)| {
-            NnUnetPredictor::load(folder, folds, checkpoint, !args.no_tta, &device)
+            NnUnetPredictor::load(folder, folds, checkpoint, !args.no_tta, &device)?
+                .with_step_size(step_size)
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Some(Engine::NnUnet(predictors, postprocessing)))

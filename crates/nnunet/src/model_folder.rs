@@ -287,6 +287,19 @@ impl NnUnetPredictor {
         })
     }
 
+    /// nnU-Net's `tile_step_size` (`-step_size`; the default 0.5): tiles start every
+    /// `step * patch` voxels, evenly spread, so 1.0 means tiles that just touch.
+    pub fn with_step_size(mut self, step: f64) -> Result<Self, NnUnetError> {
+        if !(step > 0.0 && step <= 1.0) {
+            return Err(NnUnetError::file(
+                &self.folder.plans.path,
+                format!("step size {step} must be in (0, 1] (nnU-Net's -step_size)"),
+            ));
+        }
+        self.settings.step = step;
+        Ok(self)
+    }
+
     pub fn num_channels(&self) -> usize {
         self.folder.dataset.num_channels()
     }

@@ -296,3 +296,42 @@ fn ensembles_match_nnunet_ensemble() {
         }
     }
 }
+
+/// `nnUNetv2_predict -step_size 0.25` (step_size/generate.py): more, denser tiles.
+#[test]
+fn a_smaller_step_size_matches_nnunet_predict() {
+    let m: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("step_size/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let dataset = m["dataset"].as_str().unwrap();
+    let run_name = m["run"].as_str().unwrap();
+    let p = predictor(
+        &serde_json::json!({"folder": m["model"]}),
+        &["0".into()],
+        false,
+    )
+    .with_step_size(m["step_size"].as_f64().unwrap())
+    .unwrap();
+    for case in m["cases"].as_object().unwrap().keys() {
+        let (seg, probs) = (format!("{case}.nii.gz"), format!("{case}.npz"));
+        compare_with_nnunet(&p, dataset, run_name, case, &seg, &probs);
+    }
+    let p = predictor(
+        &serde_json::json!({"folder": m["model"]}),
+        &["0".into()],
+        false,
+    );
+    for bad in [0.0, 1.5, f64::NAN] {
+        let p = NnUnetPredictor::load(
+            p.folder.clone(),
+            vec!["fold_0".into()],
+            CheckpointChoice::Final,
+            false,
+            &Device::flex(),
+        )
+        .unwrap();
+        let e = p.with_step_size(bad).unwrap_err().to_string();
+        assert!(e.contains("step size") && e.contains("plans.json"), "{e}");
+    }
+}
