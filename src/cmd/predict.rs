@@ -356,6 +356,15 @@ impl Engine {
             Engine::NnUnet(predictors, postprocessing) => {
                 let s = images.geometry.spacing;
                 let spacing = [s[2], s[1], s[0]];
+                if let ([p], false) = (&predictors[..], probabilities) {
+                    // no probabilities to write or average: one class resampled at a time
+                    let mut seg =
+                        p.predict_segmentation(case, images.data.view(), spacing, on_window)?;
+                    if let Some(pp) = postprocessing {
+                        pp.apply(&mut seg);
+                    }
+                    return Ok((seg, None));
+                }
                 let outs = predictors
                     .iter()
                     .map(|p| p.predict(case, images.data.view(), spacing, on_window))

@@ -30,7 +30,7 @@ mod weights;
 pub use checkpoint::{NnUnetCheckpoint, StateTensor};
 pub use dataset_json::{DatasetJson, Regions};
 pub use error::NnUnetError;
-pub use export::{ExportedCase, ensemble_cases, export_case};
+pub use export::{ExportedCase, ensemble_cases, export_case, export_segmentation};
 pub use model_folder::{CheckpointChoice, ModelFolder, NnUnetPredictor};
 pub use network::{NetworkClass, NetworkSpec, NnUnetNetwork};
 pub use plans::{

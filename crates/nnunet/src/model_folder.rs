@@ -4,7 +4,7 @@
 use crate::checkpoint::NnUnetCheckpoint;
 use crate::dataset_json::DatasetJson;
 use crate::error::NnUnetError;
-use crate::export::{ExportedCase, export_case};
+use crate::export::{ExportedCase, export_case, export_segmentation};
 use crate::network::{NetworkSpec, NnUnetNetwork};
 use crate::plans::{Configuration, Plans};
 use crate::predict::{SlidingWindowSettings, predict_logits};
@@ -354,9 +354,33 @@ impl NnUnetPredictor {
         spacing_kji: [f64; 3],
         on_tile: &mut dyn FnMut(usize, usize),
     ) -> Result<ExportedCase, NnUnetError> {
-        let pre = self.preprocess(case, data, spacing_kji)?;
+        let mut pre = self.preprocess(case, data, spacing_kji)?;
         let logits = self.logits(&pre, on_tile);
+        // the network input is not needed for the export
+        pre.data = ndarray::Array4::zeros((0, 0, 0, 0));
         Ok(export_case(
+            logits.view(),
+            &pre,
+            &self.folder.plans,
+            &self.folder.configuration,
+            self.folder.dataset.regions.as_ref(),
+        ))
+    }
+
+    /// [`predict`](Self::predict) without the probabilities: nnU-Net's export without
+    /// `--save_probabilities`, resampling one class at a time ([`export_segmentation`]).
+    pub fn predict_segmentation(
+        &self,
+        case: &str,
+        data: ArrayView4<f32>,
+        spacing_kji: [f64; 3],
+        on_tile: &mut dyn FnMut(usize, usize),
+    ) -> Result<ndarray::Array3<u16>, NnUnetError> {
+        let mut pre = self.preprocess(case, data, spacing_kji)?;
+        let logits = self.logits(&pre, on_tile);
+        // the network input is not needed for the export
+        pre.data = ndarray::Array4::zeros((0, 0, 0, 0));
+        Ok(export_segmentation(
             logits.view(),
             &pre,
             &self.folder.plans,

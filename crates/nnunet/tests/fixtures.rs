@@ -185,6 +185,18 @@ fn compare_with_nnunet(
     probs_file: &str,
 ) {
     let out = predict_case(p, dataset, case);
+    // the segmentation-only export (no probabilities asked for) is nnU-Net's too
+    let (data, spacing) = read_case(&case_files(dataset, case, p.num_channels()));
+    let seg_only = p
+        .predict_segmentation(case, data.view(), spacing, &mut |_, _| {})
+        .unwrap();
+    let expected = root().join("expected").join(run_name).join(seg_file);
+    let want = medseg_volume::read_labels(&expected).unwrap().data;
+    let differ = seg_only.iter().zip(&want).filter(|(a, b)| a != b).count();
+    assert!(
+        differ as f64 <= 1e-3 * want.len() as f64,
+        "{run_name}/{case}: the segmentation-only export differs from nnU-Net's on {differ} voxels"
+    );
     let files = (seg_file, probs_file);
     compare_outputs(out, p.num_classes(), run_name, case, files);
 }
