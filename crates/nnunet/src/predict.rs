@@ -119,6 +119,10 @@ pub fn predict_logits(
         let n = networks.len() as f32;
         total.mapv_inplace(|v| r16(v / n));
     }
+    if total.shape()[1..] == data.shape()[1..] {
+        // nothing was padded: no copy (this array is the largest of the prediction)
+        return total;
+    }
     let [s0, s1, s2] = [data.shape()[1], data.shape()[2], data.shape()[3]];
     total
         .slice(s![
