@@ -354,17 +354,10 @@ impl NnUnetPredictor {
         spacing_kji: [f64; 3],
         on_tile: &mut dyn FnMut(usize, usize),
     ) -> Result<ExportedCase, NnUnetError> {
-        let mut pre = self.preprocess(case, data, spacing_kji)?;
-        let logits = self.logits(&pre, on_tile);
-        // the network input is not needed for the export
-        pre.data = ndarray::Array4::zeros((0, 0, 0, 0));
-        Ok(export_case(
-            logits.view(),
-            &pre,
-            &self.folder.plans,
-            &self.folder.configuration,
-            self.folder.dataset.regions.as_ref(),
-        ))
+        let (pre, logits) = self.preprocess_and_predict(case, data, spacing_kji, on_tile)?;
+        let (plans, cfg) = (&self.folder.plans, &self.folder.configuration);
+        let regions = self.folder.dataset.regions.as_ref();
+        Ok(export_case(logits.view(), &pre, plans, cfg, regions))
     }
 
     /// [`predict`](Self::predict) without the probabilities: nnU-Net's export without
@@ -376,16 +369,30 @@ impl NnUnetPredictor {
         spacing_kji: [f64; 3],
         on_tile: &mut dyn FnMut(usize, usize),
     ) -> Result<ndarray::Array3<u16>, NnUnetError> {
-        let mut pre = self.preprocess(case, data, spacing_kji)?;
-        let logits = self.logits(&pre, on_tile);
-        // the network input is not needed for the export
-        pre.data = ndarray::Array4::zeros((0, 0, 0, 0));
+        let (pre, logits) = self.preprocess_and_predict(case, data, spacing_kji, on_tile)?;
+        let (plans, cfg) = (&self.folder.plans, &self.folder.configuration);
+        let regions = self.folder.dataset.regions.as_ref();
         Ok(export_segmentation(
             logits.view(),
             &pre,
-            &self.folder.plans,
-            &self.folder.configuration,
-            self.folder.dataset.regions.as_ref(),
+            plans,
+            cfg,
+            regions,
         ))
+    }
+
+    /// The preprocessed case (its network input freed: the export does not need it) and its
+    /// logits.
+    fn preprocess_and_predict(
+        &self,
+        case: &str,
+        data: ArrayView4<f32>,
+        spacing_kji: [f64; 3],
+        on_tile: &mut dyn FnMut(usize, usize),
+    ) -> Result<(PreprocessedCase, ndarray::Array4<f32>), NnUnetError> {
+        let mut pre = self.preprocess(case, data, spacing_kji)?;
+        let logits = self.logits(&pre, on_tile);
+        pre.data = ndarray::Array4::zeros((0, 0, 0, 0));
+        Ok((pre, logits))
     }
 }
